@@ -1,0 +1,117 @@
+"""`presso data pull austen`: Jane Austen's six novels from Debian's `r-cran-janeaustenr`.
+
+apt-get download (.deb) -> dpkg-deb -x -> data/Rdata.rdx (gzip'd R index) + Rdata.rdb (per-object
+4-byte length + zlib'd R serialisation) -> `rdata` parses each object (a character vector of lines)
+-> one UTF-8 text file per novel under $PRESSO_HOME/data/austen/, written via temp dir + rename.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import shutil
+import subprocess
+import tempfile
+import warnings
+import zlib
+from pathlib import Path
+
+from presso.compression.checkpoint.errors import PressoInputError
+from presso.kernels import envs
+
+DEBIAN_PACKAGE = "r-cran-janeaustenr"
+
+# presso name -> object name inside the R lazy-load database
+NOVELS: dict[str, str] = {
+    "emma": "emma",
+    "mansfield-park": "mansfieldpark",
+    "northanger-abbey": "northangerabbey",
+    "persuasion": "persuasion",
+    "pride-and-prejudice": "prideprejudice",
+    "sense-and-sensibility": "sensesensibility",
+}
+
+
+def austen_dir() -> Path:
+    return envs.presso_home() / "data" / "austen"
+
+
+def novel_path(name: str) -> Path:
+    canonical = canonical_novel(name)
+    return austen_dir() / f"{canonical}.txt"
+
+
+def canonical_novel(name: str) -> str:
+    """Accept the presso name (`pride-and-prejudice`) or the R object name (`prideprejudice`)."""
+    key = name.strip().lower().replace("_", "-")
+    if key in NOVELS:
+        return key
+    for canonical, r_name in NOVELS.items():
+        if key == r_name:
+            return canonical
+    raise PressoInputError(f"unknown Austen novel {name!r} (known: {', '.join(NOVELS)})")
+
+
+def pull_austen() -> Path:
+    """Download and unpack the novels once; return the directory of .txt files."""
+    out = austen_dir()
+    if all((out / f"{n}.txt").is_file() for n in NOVELS):
+        return out
+    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
+        raise PressoInputError("presso data pull austen needs apt-get and dpkg-deb (a Debian-based machine)")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="presso-austen-") as work:
+        work_dir = Path(work)
+        _apt_download(work_dir)
+        debs = sorted(work_dir.glob(f"{DEBIAN_PACKAGE}_*.deb"))
+        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(work_dir / "x")], check=True)
+        data = next((work_dir / "x").rglob("janeaustenr/data/Rdata.rdx"), None)
+        if data is None:
+            raise PressoInputError(f"{debs[-1].name} holds no janeaustenr/data/Rdata.rdx")
+        staged = Path(tempfile.mkdtemp(prefix=".austen.", dir=out.parent))
+        try:
+            for canonical, lines in read_lazyload_db(data.with_suffix("")).items():
+                (staged / f"{canonical}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+            staged.chmod(0o755)  # mkdtemp makes it 0700
+            if out.exists():
+                shutil.rmtree(out)
+            os.replace(staged, out)
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return out
+
+
+def _apt_download(work_dir: Path) -> None:
+    cmd = ["apt-get", "download", DEBIAN_PACKAGE]
+    result = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True)
+    if result.returncode != 0:
+        # A fresh container may have no package lists yet.
+        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+        result = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True)
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PressoInputError(f"apt-get download {DEBIAN_PACKAGE} failed: {last}")
+
+
+def read_lazyload_db(stem: Path) -> dict[str, list[str]]:
+    """Read an R lazy-load database (`stem.rdx` + `stem.rdb`) of character vectors, by presso novel name."""
+    import rdata
+
+    def parse(raw: bytes):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rdata warns that a bare serialisation is "assumed RDS"
+            return rdata.conversion.convert(rdata.parser.parse_data(raw, expand_altrep=True))
+
+    index = parse(gzip.decompress(stem.with_suffix(".rdx").read_bytes()))
+    blob = stem.with_suffix(".rdb").read_bytes()
+    novels: dict[str, list[str]] = {}
+    for r_name, (offset, length) in index["variables"].items():
+        offset, length = int(offset), int(length)
+        # Each record: 4-byte big-endian uncompressed length, then a zlib stream.
+        vector = parse(zlib.decompress(blob[offset + 4 : offset + length]))
+        lines = ["" if x is None else str(x) for x in vector.tolist()]
+        novels[canonical_novel(str(r_name))] = lines
+    missing = set(NOVELS) - set(novels)
+    if missing:
+        raise PressoInputError(f"{stem}.rdx lacks novels: {', '.join(sorted(missing))}")
+    return novels

@@ -1,0 +1,1 @@
+"""presso.compression.eval: perplexity and size metrics for dense and compressed checkpoints."""

@@ -1,0 +1,70 @@
+"""Load any checkpoint presso writes for evaluation, picked by `quantization_config.quant_method`.
+
+Dense HF dirs and compressed-tensors checkpoints load through transformers (which decompresses
+compressed-tensors itself); further formats register a loader here by name.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from presso.compression.checkpoint.errors import PressoInputError
+
+Loader = Callable[[Path, torch.dtype], torch.nn.Module]
+_LOADERS: dict[str, Loader] = {}
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def register_loader(quant_method: str) -> Callable[[Loader], Loader]:
+    def wrap(fn: Loader) -> Loader:
+        _LOADERS[quant_method] = fn
+        return fn
+
+    return wrap
+
+
+def read_config(model_dir: Path) -> dict:
+    path = model_dir / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise PressoInputError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
+
+
+def quant_method(config: dict) -> str:
+    qc = config.get("quantization_config") or {}
+    return str(qc.get("quant_method", "dense"))
+
+
+def load_model(model_dir: Path, dtype: str = "float32") -> torch.nn.Module:
+    if dtype not in DTYPES:
+        raise PressoInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    method = quant_method(read_config(model_dir))
+    loader = _LOADERS.get(method, _load_transformers)
+    model = loader(model_dir, DTYPES[dtype])
+    return model.eval()
+
+
+def _load_transformers(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    try:
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PressoInputError(f"cannot load model from {model_dir}: {first}") from None
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise PressoInputError(f"cannot load tokenizer from {model_dir}: {first}") from None

@@ -1,0 +1,75 @@
+"""`presso eval`: model dir + text spec -> perplexity and size metrics (one frozen result)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.data.texts import load_text
+from presso.compression.eval import loader, stats
+from presso.compression.eval.perplexity import perplexity, token_windows
+
+
+@dataclass(frozen=True, slots=True)
+class EvalReport:
+    model: str
+    text: str
+    perplexity: float
+    tokens_scored: int
+    windows: int
+    ctx: int
+    dtype: str
+    weight_bytes_on_disk: int
+    parameters: int
+    bits_per_weight: float
+    seconds: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def tokenize_text(tokenizer, text: str) -> torch.Tensor:
+    """Tokenize the whole text once, without special tokens (the GPTQ protocol). -> (N,) int64."""
+    ids = tokenizer(text, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+    return torch.tensor(ids, dtype=torch.long)
+
+
+def evaluate(
+    model_dir: Path,
+    text_spec: str,
+    ctx: int = 1024,
+    max_tokens: int | None = None,
+    dtype: str = "float32",
+    progress: bool = True,
+) -> EvalReport:
+    if ctx < 2:
+        raise PressoInputError(f"--ctx must be at least 2, got {ctx}")
+    text = load_text(text_spec)
+    start = time.perf_counter()
+    config = loader.read_config(model_dir)
+    limit = config.get("max_position_embeddings") or config.get("n_positions")
+    if limit and ctx > limit:
+        raise PressoInputError(f"--ctx {ctx} exceeds the model's max_position_embeddings ({limit})")
+    tokenizer = loader.load_tokenizer(model_dir)
+    windows = token_windows(tokenize_text(tokenizer, text), ctx, max_tokens)
+    model = loader.load_model(model_dir, dtype)
+    result = perplexity(lambda ids: model(input_ids=ids).logits, windows, progress=progress)
+    disk = stats.weight_bytes_on_disk(model_dir)
+    params = stats.parameter_count(model)
+    return EvalReport(
+        model=str(model_dir),
+        text=text_spec,
+        perplexity=result.perplexity,
+        tokens_scored=result.tokens_scored,
+        windows=result.windows,
+        ctx=result.ctx,
+        dtype=dtype,
+        weight_bytes_on_disk=disk,
+        parameters=params,
+        bits_per_weight=stats.bits_per_weight(disk, params),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,23 @@
+"""Size metrics of a checkpoint: bytes on disk, parameter count, bits per weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+
+
+def weight_bytes_on_disk(model_dir: Path) -> int:
+    """Bytes of the weight files (not tokenizer/config) in a checkpoint directory."""
+    return sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file() and p.name.endswith(WEIGHT_SUFFIXES))
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    """Logical parameters of the (decompressed) model; `parameters()` counts tied embeddings once."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def bits_per_weight(disk_bytes: int, params: int) -> float:
+    return 8.0 * disk_bytes / max(params, 1)

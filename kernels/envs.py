@@ -1,0 +1,32 @@
+"""Every environment variable presso reads, in one module.
+
+It lives in the bottom layer (presso.kernels) so the server, the compression stage and the kernels can
+all import it without breaking the import rules. Values are read on each call, so tests may set them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def presso_home() -> Path:
+    """Root for pulled models, datasets and compressed checkpoints (`$PRESSO_HOME`, default ~/.cache/presso)."""
+    return Path(os.environ.get("PRESSO_HOME") or Path.home() / ".cache" / "presso").expanduser()
+
+
+def kernel_backend() -> str | None:
+    """`PRESSO_KERNEL_BACKEND`: force one kernel backend (`reference`, `cpu`, `triton`); None = pick by device."""
+    value = os.environ.get("PRESSO_KERNEL_BACKEND", "").strip().lower()
+    return value or None
+
+
+def hub_offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (`HF_HUB_OFFLINE=1`)."""
+    return os.environ.get("HF_HUB_OFFLINE", "").strip() in {"1", "true", "True", "yes"}
+
+
+def num_threads() -> int | None:
+    """`PRESSO_NUM_THREADS`: torch intra-op threads; None leaves torch's default."""
+    value = os.environ.get("PRESSO_NUM_THREADS", "").strip()
+    return int(value) if value else None

@@ -1,0 +1,12 @@
+"""Map the top-level folders to presso.* packages (no top-level `kernels`/`server` is ever installed)."""
+
+from setuptools import find_packages, setup
+
+ROOTS = {"presso.server": "server", "presso.kernels": "kernels", "presso.compression": "compression"}
+
+packages = []
+for name, folder in ROOTS.items():
+    packages.append(name)
+    packages += [f"{name}.{sub}" for sub in find_packages(folder)]
+
+setup(packages=packages, package_dir=ROOTS)
