@@ -11,12 +11,14 @@ import sys
 
 from presso.compression import cli as offline_cli
 from presso.compression.checkpoint.errors import PressoInputError
+from presso.server import serve
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="presso", description="compress Hugging Face LLMs and serve them")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     offline_cli.register(sub)
+    serve.register(sub)
     return parser
 
 

@@ -1,0 +1,105 @@
+"""Run one API request as several engine requests and merge their deltas into per-choice events.
+
+(prompt ids, SamplingParams) per choice -> AsyncEngine.add_request (one per choice, ids `<base>-<i>`)
+-> RequestDelta stream -> IncrementalDetokenizer (stop strings) -> ChoiceEvent stream. Leaving the
+iterator early (client gone, error) aborts every engine request still running, which frees its blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from presso.server.api.detok import IncrementalDetokenizer
+from presso.server.api.errors import APIError
+from presso.server.metrics.registry import RequestTimer, ServerMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class ChoiceEvent:
+    index: int
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple | None  # TokenLogprob per token in token_ids
+    prompt_logprobs: tuple | None  # first event only, when asked for
+    finish_reason: str | None  # set on the last event of the choice
+    num_prompt_tokens: int
+    num_generated_tokens: int
+
+
+_DONE = object()
+
+
+class ChoiceRun:
+    """Drives the engine requests of one API call; iterate `events()` exactly once."""
+
+    def __init__(self, engine, metrics: ServerMetrics, request_id: str, jobs: list[tuple[list[int], object]],
+                 stops: list[str]):
+        self.engine = engine
+        self.metrics = metrics
+        self.ids = [f"{request_id}-{i}" for i in range(len(jobs))]
+        self.jobs = jobs  # (prompt token ids, SamplingParams) per choice
+        self.stops = stops
+        self._queue: asyncio.Queue = asyncio.Queue()
+        self._tasks: list[asyncio.Task] = []
+
+    async def _pump(self, index: int) -> None:
+        rid = self.ids[index]
+        detok = IncrementalDetokenizer(self.engine.tokenizer, self.stops)
+        timer = RequestTimer(self.metrics, arrival=time.perf_counter())
+        generated = 0
+        try:
+            prompt_ids, params = self.jobs[index]
+            stream = self.engine.add_request(rid, prompt_ids, params)
+            async for delta in stream:
+                generated = delta.num_generated_tokens
+                timer.on_tokens(len(delta.new_token_ids))
+                piece = detok.push(delta.new_token_ids, final=delta.finished)
+                finish = delta.finish_reason if delta.finished else None
+                if piece.stopped:
+                    finish = "stop"
+                    self.engine.abort(rid)
+                await self._queue.put(ChoiceEvent(
+                    index, piece.text, tuple(delta.new_token_ids), delta.logprobs, delta.prompt_logprobs,
+                    finish, delta.num_prompt_tokens, generated,
+                ))
+                if finish is not None:
+                    timer.finish(finish, delta.num_prompt_tokens, generated)
+                    return
+            timer.finish("abort", len(self.jobs[index][0]), generated)
+        except ValueError as exc:  # the engine refused the request: the caller's input is at fault
+            await self._queue.put(APIError(400, str(exc), code="invalid_value"))
+        except Exception as exc:
+            await self._queue.put(exc)
+        finally:
+            await self._queue.put(_DONE)
+
+    async def events(self) -> AsyncIterator[ChoiceEvent]:
+        self._tasks = [asyncio.create_task(self._pump(i)) for i in range(len(self.jobs))]
+        remaining = len(self._tasks)
+        try:
+            while remaining:
+                item = await self._queue.get()
+                if item is _DONE:
+                    remaining -= 1
+                elif isinstance(item, BaseException):
+                    raise item
+                else:
+                    yield item
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        for rid in self.ids:
+            self.engine.abort(rid)
+        for task in self._tasks:
+            task.cancel()
+
+
+async def watch_disconnect(request, run: ChoiceRun, interval: float = 0.25) -> None:
+    """Abort `run` when the HTTP client goes away (non-streaming requests have no other signal)."""
+    while not await request.is_disconnected():
+        await asyncio.sleep(interval)
+    run.abort()

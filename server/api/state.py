@@ -1,0 +1,44 @@
+"""Server-wide state shared by the routes: the engine, settings, metrics and the draining flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from presso.server.api.errors import APIError
+from presso.server.metrics.registry import ServerMetrics
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    served_model_name: str
+    api_key: str | None = None
+    max_queued_requests: int = 256
+    max_body_bytes: int = 8 * 1024 * 1024
+    retry_after_s: int = 1
+    drain_timeout_s: float = 30.0
+
+
+@dataclass(slots=True)
+class ServerState:
+    engine: object
+    settings: ServerSettings
+    metrics: ServerMetrics
+    ready: bool = False
+    draining: bool = False
+    in_flight: set = field(default_factory=set)
+
+    def check_model(self, name: str | None) -> None:
+        if name is not None and name != self.settings.served_model_name:
+            raise APIError(404, f"The model `{name}` does not exist.", param="model", code="model_not_found")
+
+    def admit(self, new_requests: int) -> None:
+        """Refuse work while draining (503) or when the wait queue is full (429 + Retry-After)."""
+        retry = {"Retry-After": str(self.settings.retry_after_s)}
+        if self.draining or not self.ready:
+            self.metrics.reject("draining" if self.draining else "not_ready")
+            raise APIError(503, "The server is shutting down or not ready.", headers=retry)
+        waiting = self.engine.stats().num_waiting
+        if waiting + new_requests > self.settings.max_queued_requests:
+            self.metrics.reject("max_queued_requests")
+            raise APIError(429, f"The request queue is full ({waiting} waiting).", code="queue_full",
+                           headers=retry)
