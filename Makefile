@@ -7,7 +7,14 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.presso-installed
 
-.PHONY: serve test venv data lint clean
+# `make serve`: the embedded model compressed with RECIPE once (cached), then served on HOST:PORT.
+PRESSO_HOME ?= $(HOME)/.cache/presso
+RECIPE ?= w8
+CKPT   := $(PRESSO_HOME)/checkpoints/smollm2-135m-$(RECIPE)
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: serve test venv data lint prometheus clean
 
 $(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -24,15 +31,23 @@ data: venv
 	$(BIN)/presso pull
 	$(BIN)/presso data pull austen
 
+# Debian's Prometheus (prometheus + promtool) for tests/deploy; where apt is missing those tests skip.
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus; \
+	else echo "make prometheus: no apt-get as root here; tests/deploy skip the Prometheus checks"; fi
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: data lint
+test: data lint prometheus
 	$(BIN)/pytest
 
 serve: data
-	$(BIN)/presso eval --model $$($(BIN)/presso pull) --text austen:pride-and-prejudice --max-tokens 8192
+	@test -f $(CKPT)/presso.json || $(BIN)/presso compress --model $$($(BIN)/presso pull) --recipe $(RECIPE) --out $(CKPT)
+	$(BIN)/presso serve --model $(CKPT) --host $(HOST) --port $(PORT) --served-model-name smollm2-135m-$(RECIPE)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

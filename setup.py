@@ -1,8 +1,12 @@
-"""Map the top-level folders to presso.* packages (no top-level `kernels`/`server` is ever installed)."""
+"""Map the top-level folders to presso.* packages (no top-level `kernels`/`server` is ever installed).
+
+`loadtest` (an HTTP-only load generator that imports nothing of presso) installs under its own name.
+"""
 
 from setuptools import find_packages, setup
 
-ROOTS = {"presso.server": "server", "presso.kernels": "kernels", "presso.compression": "compression"}
+ROOTS = {"presso.server": "server", "presso.kernels": "kernels", "presso.compression": "compression",
+         "loadtest": "loadtest"}
 
 packages = []
 for name, folder in ROOTS.items():

@@ -1,4 +1,4 @@
-"""Offline subcommands of the `presso` console script: pull, data, eval (compress and sweep join later).
+"""Offline subcommands of the `presso` console script: pull, data, eval, compress, report (sweep joins later).
 
 `register(subparsers)` is called by presso.server.cli, which owns the one entry point. Each handler
 takes the parsed args and returns an exit status; PressoInputError is turned into one line + exit 2
@@ -39,12 +39,47 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         dtype=args.dtype,
         progress=not args.json and sys.stderr.isatty() or args.progress,
+        scorer=args.make_scorer(args) if getattr(args, "make_scorer", None) else None,
     )
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
         for key, value in report.to_dict().items():
             print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+    return 0
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from presso.compression.quantize import CompressOptions, compress
+
+    report = compress(CompressOptions(
+        model_dir=resolve_model_dir(args.model), recipe=args.recipe, out=Path(args.out).expanduser(),
+        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len,
+        eval_text=args.eval, eval_tokens=args.eval_tokens, eval_ctx=args.eval_ctx,
+        batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty() or args.progress,
+    ))
+    summary = {
+        "out": str(Path(args.out).expanduser()),
+        "bits_per_weight": report["bits_per_weight"],
+        "bytes": report["bytes"]["checkpoint_weights"],
+        "perplexity": report["perplexity"],
+        "wall_time_s": report["wall_time_s"],
+    }
+    print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from presso.compression.report import load_rows, plot_size_vs_ppl, render_table
+
+    rows = load_rows([Path(d).expanduser() for d in args.dirs])
+    print(render_table(rows))
+    png = plot_size_vs_ppl(rows, Path(args.png).expanduser())
+    print(f"wrote {png}" if png else "no perplexity in these reports (compress with --eval): no plot")
     return 0
 
 
@@ -69,3 +104,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--progress", action="store_true", help="force the progress bar on")
     e.set_defaults(func=_cmd_eval)
+
+    c = sub.add_parser("compress", help="quantize a model with a recipe into a compressed-tensors checkpoint")
+    c.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
+    c.add_argument("--recipe", required=True, help="preset (w8, w4g64, gptq-w4g64, awq-w4g64, ...) or YAML file")
+    c.add_argument("--out", required=True, help="new checkpoint directory (must not exist)")
+    c.add_argument("--calib", default=None, help="calibration text spec (needed by gptq/awq)")
+    c.add_argument("--calib-samples", type=int, default=128, help="calibration windows")
+    c.add_argument("--calib-len", type=int, default=512, help="tokens per calibration window")
+    c.add_argument("--eval", default=None, help="text spec: perplexity before/after goes into report.json")
+    c.add_argument("--eval-tokens", type=int, default=8192, help="score the first N tokens of --eval")
+    c.add_argument("--eval-ctx", type=int, default=1024, help="eval window length")
+    c.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
+    c.add_argument("--json", action="store_true", help="print one JSON line")
+    c.add_argument("--progress", action="store_true", help="force progress bars on")
+    c.set_defaults(func=_cmd_compress)
+
+    from presso.compression.aqlm.cli import register as register_aqlm  # `presso aqlm`, `presso bench kernels`
+
+    register_aqlm(sub)
+
+    r = sub.add_parser("report", help="compare compressed checkpoints: table + size-vs-perplexity PNG")
+    r.add_argument("dirs", nargs="+", help="checkpoint directories written by presso compress")
+    r.add_argument("--png", default="presso-report.png", help="where to write the plot")
+    r.set_defaults(func=_cmd_report)

@@ -30,3 +30,11 @@ def num_threads() -> int | None:
     """`PRESSO_NUM_THREADS`: torch intra-op threads; None leaves torch's default."""
     value = os.environ.get("PRESSO_NUM_THREADS", "").strip()
     return int(value) if value else None
+
+
+def cpu_packed_max_rows() -> int:
+    """`PRESSO_CPU_PACKED_MAX_ROWS`: largest activation batch (rows) sent to torch's packed int8/int4 CPU
+    matmuls (default 8); larger batches use a bf16 copy of the dequantized weight, made at load,
+    because the packed kernels scale linearly with rows while a dense GEMM does not. 0 = always packed."""
+    value = os.environ.get("PRESSO_CPU_PACKED_MAX_ROWS", "").strip()
+    return int(value) if value else 8

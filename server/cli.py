@@ -11,7 +11,7 @@ import sys
 
 from presso.compression import cli as offline_cli
 from presso.compression.checkpoint.errors import PressoInputError
-from presso.server import serve
+from presso.server import bench, serve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +19,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     offline_cli.register(sub)
     serve.register(sub)
+    bench.register(sub)
+    evaluate = sub.choices["eval"]
+    evaluate.add_argument("--kv-cache", default=None, metavar="CODEC",
+                          help="score teacher-forced through presso's paged KV cache with this codec "
+                               "(bf16, fp16, fp32, int8, rvq); default: plain forward passes")
+    evaluate.set_defaults(make_scorer=_engine_scorer)
     return parser
+
+
+def _engine_scorer(args: argparse.Namespace):
+    """The engine-backed window scorer for `presso eval --kv-cache CODEC` (None without the flag)."""
+    if args.kv_cache is None:
+        return None
+    from presso.compression.checkpoint import resolve_model_dir
+    from presso.server.kv.scoring import EngineScorer
+
+    try:
+        return EngineScorer(resolve_model_dir(args.model), args.kv_cache, dtype=args.dtype, ctx=args.ctx)
+    except ValueError as exc:
+        raise PressoInputError(f"--kv-cache {args.kv_cache}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

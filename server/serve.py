@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from pathlib import Path
 
 from presso.compression.checkpoint import PressoInputError, resolve_model_dir
@@ -27,25 +28,6 @@ def read_api_key(args: argparse.Namespace) -> str | None:
     return args.api_key or None
 
 
-def parse_memory(text: str | None) -> int | float | None:
-    """'2GiB' / '512MiB' / '1e9' -> bytes; '0.3' (<= 1) -> a fraction of available memory."""
-    if text is None:
-        return None
-    units = {"kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
-    raw = text.strip().lower()
-    suffix = next((u for u in sorted(units, key=len, reverse=True) if raw.endswith(u)), "")
-    number, scale = raw[: len(raw) - len(suffix)], units.get(suffix)
-    try:
-        value = float(number)
-    except ValueError:
-        raise PressoInputError(f"--kv-cache-memory: cannot parse {text!r} (e.g. 2GiB, 512MiB, 0.3)") from None
-    if value <= 0:
-        raise PressoInputError(f"--kv-cache-memory must be positive, got {text!r}")
-    if scale is None:
-        return value if value <= 1 else int(value)
-    return int(value * scale)
-
-
 def run_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -60,16 +42,16 @@ def run_serve(args: argparse.Namespace) -> int:
         max_queued_requests=args.max_queued_requests,
         drain_timeout_s=args.drain_timeout,
     )
-    config = EngineConfig(
-        model=str(model_dir),
-        dtype=args.dtype,
-        kv_cache_dtype=args.kv_cache,
-        kv_cache_memory=parse_memory(args.kv_cache_memory),
-        max_num_seqs=args.max_num_seqs,
-        max_model_len=args.max_model_len,
-        block_size=args.block_size,
-    )
     try:
+        config = EngineConfig(
+            model=str(model_dir),
+            dtype=args.dtype,
+            kv_cache_dtype=args.kv_cache,
+            kv_cache_memory=args.kv_cache_memory,
+            max_num_seqs=args.max_num_seqs,
+            max_model_len=args.max_model_len,
+            block_size=args.block_size,
+        ).validate()
         engine = AsyncEngine.from_config(config)
     except ValueError as exc:
         raise PressoInputError(str(exc)) from None
@@ -86,6 +68,9 @@ def run_serve(args: argparse.Namespace) -> int:
         app, host=args.host, port=args.port, log_level=args.log_level,
         timeout_graceful_shutdown=int(args.drain_timeout), access_log=False,
     ))
+    # uvicorn re-raises the signal that stopped it once it has drained; with this handler in place
+    # (uvicorn restores it after serving) that re-raise is a no-op and a drained SIGTERM exits 0.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run()
     return 0
 
@@ -98,7 +83,7 @@ def register(sub) -> None:
     p.add_argument("--served-model-name", default=None, help="name clients use (default: the dir's name)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--kv-cache", default="auto", help="KV cache codec: auto, bf16, fp16, fp32, int8, rvq")
-    p.add_argument("--kv-cache-memory", default=None, help="KV budget: bytes (2GiB, 512MiB) or fraction")
+    p.add_argument("--kv-cache-memory", default="1GiB", help="KV budget: bytes (2GiB, 512MiB) or a fraction")
     p.add_argument("--max-num-seqs", type=int, default=64)
     p.add_argument("--max-model-len", type=int, default=None)
     p.add_argument("--block-size", type=int, default=16)

@@ -1,7 +1,8 @@
 """Load any checkpoint presso writes for evaluation, picked by `quantization_config.quant_method`.
 
 Dense HF dirs and compressed-tensors checkpoints load through transformers (which decompresses
-compressed-tensors itself); further formats register a loader here by name.
+compressed-tensors itself); further formats register a loader here by name. Before any loader runs,
+corrupt or truncated safetensors files and presso.json files of an unknown format_version are refused.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 import torch
 
 from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.checkpoint.presso_files import PRESSO_JSON, read_presso_file
+from presso.compression.checkpoint.safetensors_check import check_checkpoint_files
 
 Loader = Callable[[Path, torch.dtype], torch.nn.Module]
 _LOADERS: dict[str, Loader] = {}
@@ -45,6 +48,9 @@ def load_model(model_dir: Path, dtype: str = "float32") -> torch.nn.Module:
     if dtype not in DTYPES:
         raise PressoInputError(f"--dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     method = quant_method(read_config(model_dir))
+    if (model_dir / PRESSO_JSON).is_file():
+        read_presso_file(model_dir / PRESSO_JSON)
+    check_checkpoint_files(model_dir)
     loader = _LOADERS.get(method, _load_transformers)
     model = loader(model_dir, DTYPES[dtype])
     return model.eval()
@@ -68,3 +74,7 @@ def load_tokenizer(model_dir: Path):
     except (OSError, ValueError) as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise PressoInputError(f"cannot load tokenizer from {model_dir}: {first}") from None
+
+
+# Formats with their own loader register here on import (kept last: they import register_loader).
+from presso.compression.aqlm import loader as _aqlm_loader  # noqa: E402,F401  quant_method "aqlm"

@@ -47,12 +47,14 @@ def window_nll(logits: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     return -picked.double().sum(dim=-1)
 
 
+NllFn = Callable[[torch.Tensor], float]  # (1, T) int64 window -> summed NLL of its T-1 predictions
+
+
 @torch.inference_mode()
-def perplexity(logits_fn: LogitsFn, windows: torch.Tensor, progress: bool = True) -> PerplexityResult:
+def perplexity_from_nll(nll_fn: NllFn, windows: torch.Tensor, progress: bool = True) -> PerplexityResult:
     nll_sum = 0.0
     for i in tqdm(range(windows.shape[0]), desc="perplexity", unit="win", disable=not progress):
-        window = windows[i : i + 1]
-        nll_sum += float(window_nll(logits_fn(window), window).sum())
+        nll_sum += float(nll_fn(windows[i : i + 1]))
     scored = windows.shape[0] * (windows.shape[1] - 1)
     return PerplexityResult(
         perplexity=math.exp(nll_sum / scored),
@@ -61,3 +63,7 @@ def perplexity(logits_fn: LogitsFn, windows: torch.Tensor, progress: bool = True
         windows=windows.shape[0],
         ctx=windows.shape[1],
     )
+
+
+def perplexity(logits_fn: LogitsFn, windows: torch.Tensor, progress: bool = True) -> PerplexityResult:
+    return perplexity_from_nll(lambda w: float(window_nll(logits_fn(w), w).sum()), windows, progress)

@@ -1,17 +1,32 @@
-"""`presso eval`: model dir + text spec -> perplexity and size metrics (one frozen result)."""
+"""`presso eval`: model dir + text spec -> perplexity and size metrics (one frozen result).
+
+By default windows are scored by the model loaded through transformers/presso loaders. A caller may
+inject a `WindowScorer` instead: the server's CLI does, to score through its paged (compressed) KV
+cache (`presso eval --kv-cache rvq`), without this package importing the server.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.data.texts import load_text
 from presso.compression.eval import loader, stats
-from presso.compression.eval.perplexity import perplexity, token_windows
+from presso.compression.eval.perplexity import perplexity_from_nll, token_windows, window_nll
+
+
+class WindowScorer(Protocol):
+    kv_cache: str
+
+    def __call__(self, window: torch.Tensor) -> float:
+        """Summed next-token NLL of a (1, L) int64 window."""
+
+    def num_parameters(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +42,7 @@ class EvalReport:
     parameters: int
     bits_per_weight: float
     seconds: float
+    kv_cache: str | None = None  # None: plain forward passes; else the paged-cache codec scored through
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -45,6 +61,7 @@ def evaluate(
     max_tokens: int | None = None,
     dtype: str = "float32",
     progress: bool = True,
+    scorer: WindowScorer | None = None,
 ) -> EvalReport:
     if ctx < 2:
         raise PressoInputError(f"--ctx must be at least 2, got {ctx}")
@@ -56,10 +73,15 @@ def evaluate(
         raise PressoInputError(f"--ctx {ctx} exceeds the model's max_position_embeddings ({limit})")
     tokenizer = loader.load_tokenizer(model_dir)
     windows = token_windows(tokenize_text(tokenizer, text), ctx, max_tokens)
-    model = loader.load_model(model_dir, dtype)
-    result = perplexity(lambda ids: model(input_ids=ids).logits, windows, progress=progress)
+    if scorer is None:
+        model = loader.load_model(model_dir, dtype)
+        result = perplexity_from_nll(lambda w: float(window_nll(model(input_ids=w).logits, w).sum()), windows,
+                                     progress=progress)
+        params = stats.parameter_count(model)
+    else:
+        result = perplexity_from_nll(scorer, windows, progress=progress)
+        params = scorer.num_parameters()
     disk = stats.weight_bytes_on_disk(model_dir)
-    params = stats.parameter_count(model)
     return EvalReport(
         model=str(model_dir),
         text=text_spec,
@@ -72,4 +94,5 @@ def evaluate(
         parameters=params,
         bits_per_weight=stats.bits_per_weight(disk, params),
         seconds=time.perf_counter() - start,
+        kv_cache=None if scorer is None else scorer.kv_cache,
     )

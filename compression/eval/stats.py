@@ -15,8 +15,15 @@ def weight_bytes_on_disk(model_dir: Path) -> int:
 
 
 def parameter_count(model: torch.nn.Module) -> int:
-    """Logical parameters of the (decompressed) model; `parameters()` counts tied embeddings once."""
-    return sum(p.numel() for p in model.parameters())
+    """Logical parameters of the model: weight-only-coded linears (AQLM keeps codes in buffers, not
+    parameters) count as in_features x out_features; `parameters()` counts tied embeddings once."""
+    total = sum(p.numel() for p in model.parameters())
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.nn.Parameter) and hasattr(module, "in_features") \
+                and hasattr(module, "out_features"):
+            total += module.in_features * module.out_features
+    return total
 
 
 def bits_per_weight(disk_bytes: int, params: int) -> float:

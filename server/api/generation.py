@@ -47,15 +47,14 @@ class ChoiceRun:
 
     async def _pump(self, index: int) -> None:
         rid = self.ids[index]
+        prompt_ids, params = self.jobs[index]
         detok = IncrementalDetokenizer(self.engine.tokenizer, self.stops)
         timer = RequestTimer(self.metrics, arrival=time.perf_counter())
-        generated = 0
+        generated, finish = 0, None
         try:
-            prompt_ids, params = self.jobs[index]
-            stream = self.engine.add_request(rid, prompt_ids, params)
-            async for delta in stream:
+            async for delta in self.engine.add_request(rid, prompt_ids, params):
                 generated = delta.num_generated_tokens
-                timer.on_tokens(len(delta.new_token_ids))
+                timer.on_tokens(len(delta.new_token_ids), delta.queue_time_s)
                 piece = detok.push(delta.new_token_ids, final=delta.finished)
                 finish = delta.finish_reason if delta.finished else None
                 if piece.stopped:
@@ -66,14 +65,16 @@ class ChoiceRun:
                     finish, delta.num_prompt_tokens, generated,
                 ))
                 if finish is not None:
-                    timer.finish(finish, delta.num_prompt_tokens, generated)
                     return
-            timer.finish("abort", len(self.jobs[index][0]), generated)
         except ValueError as exc:  # the engine refused the request: the caller's input is at fault
+            finish = "rejected"
             await self._queue.put(APIError(400, str(exc), code="invalid_value"))
         except Exception as exc:
             await self._queue.put(exc)
         finally:
+            # Runs on cancellation too (client gone): every admitted request is counted exactly once.
+            if finish != "rejected":
+                timer.finish(finish or "abort", len(prompt_ids), generated)
             await self._queue.put(_DONE)
 
     async def events(self) -> AsyncIterator[ChoiceEvent]:

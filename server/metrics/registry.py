@@ -67,14 +67,14 @@ class RequestTimer:
         self.last: float | None = None
 
     def on_tokens(self, count: int, queue_time: float | None = None) -> None:
+        name = self.m.model_name
+        if queue_time is not None:  # the engine sends it once, on the request's first delta
+            self.m.queue_time.labels(name).observe(queue_time)
         if count <= 0:
             return
         now = time.perf_counter()
-        name = self.m.model_name
         if self.last is None:
             self.m.ttft.labels(name).observe(now - self.arrival)
-            if queue_time is not None:
-                self.m.queue_time.labels(name).observe(queue_time)
             count -= 1  # the first token has no predecessor
         if count > 0 and self.last is not None:
             per_token = (now - self.last) / count

@@ -1,0 +1,93 @@
+"""The integer grid every scalar method shares: scales/zero points, quantize, dequantize.
+
+Conventions match compressed-tensors (so its packer re-derives exactly our codes): signed codes in
+[-2^(b-1), 2^(b-1)-1]; q = clamp(round(w / scale) + zero, qmin, qmax); w_hat = (q - zero) * scale.
+Symmetric grids have zero = 0 and scale = absmax / (2^(b-1) - 0.5) (GPTQ's convention);
+asymmetric grids map [min(w,0), max(w,0)] onto the full code range.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True, slots=True)
+class GridSpec:
+    """How one Linear is quantized: bit width, group size along in-features (None = per channel)."""
+
+    bits: int
+    group_size: int | None
+    symmetric: bool
+
+    @property
+    def qmin(self) -> int:
+        return -(2 ** (self.bits - 1))
+
+    @property
+    def qmax(self) -> int:
+        return 2 ** (self.bits - 1) - 1
+
+    def groups(self, in_features: int) -> int:
+        return 1 if self.group_size is None else in_features // self.group_size
+
+    def width(self, in_features: int) -> int:
+        return in_features if self.group_size is None else self.group_size
+
+
+def grid_params(w: torch.Tensor, spec: GridSpec, shrink: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and zero point for rows of `w`. w (R, C) fp32 -> scale (R,), zero (R,) (integral fp32).
+
+    Each row is one quantization group; `shrink` < 1 clips the range (used by clip searches).
+    """
+    lo = w.amin(dim=1).clamp(max=0) * shrink  # (R,)
+    hi = w.amax(dim=1).clamp(min=0) * shrink  # (R,)
+    if spec.symmetric:
+        absmax = torch.maximum(hi, -lo)
+        scale = absmax / (spec.qmax + 0.5)
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        return scale, torch.zeros_like(scale)
+    scale = (hi - lo) / (spec.qmax - spec.qmin)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.clamp(torch.round(spec.qmin - lo / scale), spec.qmin, spec.qmax)
+    return scale, zero
+
+
+def quantize_codes(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spec: GridSpec) -> torch.Tensor:
+    """w (R, C), scale/zero broadcastable to it -> codes (R, C) fp32 holding integers in [qmin, qmax]."""
+    return torch.clamp(torch.round(w / scale) + zero, spec.qmin, spec.qmax)
+
+
+def dequantize_codes(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
+    return (q - zero) * scale
+
+
+def group_view(w: torch.Tensor, spec: GridSpec) -> torch.Tensor:
+    """w (out, in) -> (out * groups, width): one row per quantization group."""
+    return w.reshape(-1, spec.width(w.shape[1]))
+
+
+def rtn_quantize(
+    w: torch.Tensor, spec: GridSpec, shrink: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Round-to-nearest. w (out, in) fp32 -> codes (out, in) int8, scale (out, G) fp32, zero (out, G) int8."""
+    out_features, in_features = w.shape
+    rows = group_view(w.float(), spec)  # (out*G, width)
+    scale, zero = grid_params(rows, spec, shrink)
+    codes = quantize_codes(rows, scale[:, None], zero[:, None], spec)
+    groups = spec.groups(in_features)
+    return (
+        codes.reshape(out_features, in_features).to(torch.int8),
+        scale.reshape(out_features, groups),
+        zero.reshape(out_features, groups).to(torch.int8),
+    )
+
+
+def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spec: GridSpec) -> torch.Tensor:
+    """codes (out, in) int8, scale/zero (out, G) -> w_hat (out, in) in scale's dtype."""
+    out_features, in_features = codes.shape
+    width = spec.width(in_features)
+    q = codes.to(scale.dtype).reshape(out_features, -1, width)  # (out, G, width)
+    w = (q - zero.to(scale.dtype)[..., None]) * scale[..., None]
+    return w.reshape(out_features, in_features)

@@ -1,0 +1,109 @@
+"""Registry of weight-quantization methods, keyed by the name a recipe step uses.
+
+A method turns one Linear (+ its calibration statistics) into a QuantizedWeight. Methods that need a
+layer-level transform first (AWQ folds per-channel scales into the previous op) also supply
+`prepare_layer`, which gets the whole decoder layer and a callback that replays the calibration inputs.
+Other packages (e.g. presso.compression.aqlm) add methods with `register_method(Method(...))`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from pydantic import BaseModel
+
+from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.methods.grid import GridSpec, dequantize
+
+# Modules imported on first lookup; each registers its methods at import time.
+BUILTIN_MODULES = [
+    "presso.compression.methods.rtn",
+    "presso.compression.methods.gptq",
+    "presso.compression.methods.awq",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class QuantizedWeight:
+    """One quantized Linear weight in the compressed-tensors convention (see methods/grid.py)."""
+
+    codes: torch.Tensor  # (out, in) int8, integers in [qmin, qmax]
+    scale: torch.Tensor  # (out, G) fp32; G = in / group_size, or 1 per channel
+    zero: torch.Tensor  # (out, G) int8; all zero when symmetric
+    spec: GridSpec
+    g_idx: torch.Tensor | None = None  # (in,) int32 group of each column; None = contiguous groups
+
+    def dequantize(self) -> torch.Tensor:
+        """-> w_hat (out, in) fp32."""
+        assert self.g_idx is None, "non-contiguous groups are not representable in pack-quantized"
+        return dequantize(self.codes, self.scale, self.zero, self.spec)
+
+
+@dataclass(frozen=True, slots=True)
+class LayerStats:
+    """Calibration statistics of one Linear's inputs."""
+
+    hessian: torch.Tensor | None  # (in, in) fp32, 2/n * sum_t x_t x_t^T over n calibration tokens
+    tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class LayerContext:
+    """What `prepare_layer` sees: one decoder layer, its targeted Linears, a replay of its inputs."""
+
+    layer: torch.nn.Module
+    linears: dict[str, torch.nn.Linear]  # name relative to the layer -> module
+    specs: dict[str, GridSpec]  # same keys
+    replay: Callable[[], None]  # runs the layer on every calibration batch (outputs discarded)
+    batches: int  # calibration batches one replay runs
+
+
+QuantizeFn = Callable[[torch.nn.Linear, "LayerStats | None", GridSpec, BaseModel], QuantizedWeight]
+PrepareFn = Callable[[LayerContext, BaseModel], dict]
+
+
+@dataclass(frozen=True, slots=True)
+class Method:
+    name: str
+    quantize: QuantizeFn
+    params: type[BaseModel]  # pydantic schema of the recipe step's `params` (validated at the edge)
+    needs_hessian: bool = False  # whether `quantize` reads LayerStats.hessian
+    prepare_layer: PrepareFn | None = None  # returns a JSON-able summary for the report
+    description: str = field(default="")
+
+    @property
+    def needs_calibration(self) -> bool:
+        return self.needs_hessian or self.prepare_layer is not None
+
+
+_METHODS: dict[str, Method] = {}
+_LOADED: list[bool] = []
+
+
+def register_method(method: Method) -> Method:
+    if method.name in _METHODS and _METHODS[method.name] is not method:
+        raise ValueError(f"quantization method {method.name!r} is already registered")
+    _METHODS[method.name] = method
+    return method
+
+
+def _load_builtins() -> None:
+    if not _LOADED:
+        _LOADED.append(True)
+        for module in BUILTIN_MODULES:
+            importlib.import_module(module)
+
+
+def available_methods() -> list[str]:
+    _load_builtins()
+    return sorted(_METHODS)
+
+
+def get_method(name: str) -> Method:
+    _load_builtins()
+    if name not in _METHODS:
+        raise PressoInputError(f"unknown quantization method {name!r} (known: {', '.join(available_methods())})")
+    return _METHODS[name]

@@ -1,0 +1,72 @@
+"""report.json for a quantized checkpoint: size, per-layer error, perplexity, time, memory.
+
+bits per weight: (a) of the quantized Linears alone, from the bytes their packed codes, scales, zero
+points and shapes take in the written safetensors files; (b) of the whole checkpoint (all weight bytes
+x 8 / logical parameters). Bytes are compared with the same parameters stored as fp32 and as bf16.
+Per-layer SQNR: of the weights, and of the Linear's outputs on the calibration inputs (via the Hessian).
+"""
+
+from __future__ import annotations
+
+import resource
+from pathlib import Path
+
+from presso.compression.calibration.sequential import QuantizeResult
+from presso.compression.checkpoint.safetensors_check import tensor_bytes
+from presso.compression.eval.stats import weight_bytes_on_disk
+
+QUANT_TENSORS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx")
+
+
+def peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
+
+
+def build_report(opts, out: Path, result: QuantizeResult, params: int, before: float | None,
+                 after: float | None, wall_s: float) -> dict:
+    sizes = tensor_bytes(out)
+    layers, q_bytes, q_params = [], 0, 0
+    for q in result.layers:
+        name, spec = q.plan.name, q.plan.spec
+        numel = q.weight.codes.numel()
+        nbytes = sum(sizes.get(f"{name}.{t}", 0) for t in QUANT_TENSORS)
+        q_bytes, q_params = q_bytes + nbytes, q_params + numel
+        layers.append({
+            "name": name, "method": q.plan.method, "bits": spec.bits,
+            "group_size": spec.group_size or "channel", "symmetric": spec.symmetric,
+            "fallback": q.plan.fallback, "bits_per_weight": 8.0 * nbytes / numel,
+            "weight_sqnr_db": q.weight_sqnr_db, "output_sqnr_db": q.output_sqnr_db,
+        })
+    disk = weight_bytes_on_disk(out)
+    out_sqnr = [x["output_sqnr_db"] for x in layers if x["output_sqnr_db"] is not None]
+    return {
+        "recipe": opts.recipe,
+        "source_model": str(opts.model_dir),
+        "bits_per_weight": {"quantized_linears": 8.0 * q_bytes / max(q_params, 1),
+                            "checkpoint": 8.0 * disk / max(params, 1)},
+        "bytes": {
+            "checkpoint_weights": disk, "quantized_linears": q_bytes,
+            "source_on_disk": weight_bytes_on_disk(opts.model_dir),
+            "original_fp32": 4 * params, "original_bf16": 2 * params,
+            "ratio_vs_fp32": 4 * params / disk, "ratio_vs_bf16": 2 * params / disk,
+        },
+        "parameters": {"total": params, "quantized": q_params},
+        "calibration": None if opts.calib is None else
+        {"text": opts.calib, "samples": opts.calib_samples, "length": opts.calib_len,
+         "tokens": opts.calib_samples * opts.calib_len},
+        "perplexity": None if before is None else {
+            "text": opts.eval_text, "max_tokens": opts.eval_tokens, "ctx": opts.eval_ctx,
+            "before": before, "after": after, "delta_pct": 100.0 * (after / before - 1.0),
+        },
+        "sqnr_db": {
+            "weight_min": min(x["weight_sqnr_db"] for x in layers),
+            "weight_mean": sum(x["weight_sqnr_db"] for x in layers) / len(layers),
+            "output_min": min(out_sqnr) if out_sqnr else None,
+            "output_mean": sum(out_sqnr) / len(out_sqnr) if out_sqnr else None,
+        },
+        "fallbacks": [{"name": x["name"], "fallback": x["fallback"]} for x in layers if x["fallback"]],
+        "prepare": result.prepare,
+        "layers": layers,
+        "wall_time_s": wall_s,
+        "peak_rss_bytes": peak_rss_bytes(),
+    }

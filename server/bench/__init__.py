@@ -1,0 +1,41 @@
+"""Benchmarks of the serving engine against plain transformers (`presso bench engine`).
+
+Only the argparse registration lives here, so the console script does not import torch to build its parser.
+"""
+
+from __future__ import annotations
+
+
+def _engine(args) -> int:
+    from presso.server.bench import engine_bench
+
+    return engine_bench.command(args)
+
+
+def _bench_subparsers(sub):
+    """The `bench` command's subparsers, shared with other packages' `presso bench ...` commands."""
+    import argparse
+
+    bench = sub.choices.get("bench") or sub.add_parser("bench", help="micro and engine benchmarks")
+    for action in bench._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action
+    return bench.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
+
+
+def register(sub) -> None:
+    """Adds `presso bench engine` to the console script."""
+    bench = _bench_subparsers(sub)
+    p = bench.add_parser("engine", help="presso engine vs transformers generate(): decode and aggregate tok/s")
+    p.add_argument("--model", required=True, help="model dir or pulled name")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--baseline-model", default=None, help="transformers baseline (default: --model)")
+    p.add_argument("--baseline-dtype", default=None, help="baseline dtype (default: presso's)")
+    p.add_argument("--batches", default="1,16,64")
+    p.add_argument("--prompt-len", type=int, default=32)
+    p.add_argument("--tokens", type=int, default=64)
+    p.add_argument("--kv-cache-memory", default="1GiB")
+    p.add_argument("--max-num-batched-tokens", type=int, default=512)
+    p.add_argument("--threads", type=int, default=None, help="torch threads for both engines (default: torch's)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_engine)

@@ -1,0 +1,1 @@
+"""The engine: scheduler (pure Python), model runner + sampler, EngineCore, AsyncEngine, offline LLM."""

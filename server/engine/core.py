@@ -1,0 +1,118 @@
+"""EngineCore: the synchronous engine. Loads the model, sizes the KV cache, and runs steps.
+
+One step = Scheduler.schedule() -> ModelRunner.execute() -> Scheduler.update() -> RequestDeltas.
+Both the offline LLM and the AsyncEngine drive this class; it is not thread-safe by itself (the
+AsyncEngine serialises access with a lock).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from presso.compression.checkpoint import resolve_model_dir
+from presso.kernels import envs
+from presso.server.engine.config import EngineConfig
+from presso.server.engine.request import Request
+from presso.server.engine.runner import ModelRunner
+from presso.server.engine.scheduler import Scheduler
+from presso.server.engine.types import EngineStats, RequestDelta, SamplingParams
+from presso.server.kv.block_manager import BlockManager
+from presso.server.kv.cache import KVCache
+from presso.server.kv.codecs import resolve_codec_name
+from presso.server.models.registry import load_model, read_config, resolve_dtype
+
+log = logging.getLogger(__name__)
+
+
+def eos_token_ids(model_dir: Path, cfg: dict, tokenizer) -> frozenset[int]:
+    ids: set[int] = set()
+    gen = model_dir / "generation_config.json"
+    sources = [cfg.get("eos_token_id")]
+    if gen.is_file():
+        sources.append(json.loads(gen.read_text()).get("eos_token_id"))
+    sources.append(getattr(tokenizer, "eos_token_id", None))
+    for s in sources:
+        if isinstance(s, int):
+            ids.add(s)
+        elif isinstance(s, list):
+            ids.update(int(x) for x in s)
+    return frozenset(ids)
+
+
+class EngineCore:
+    def __init__(self, config: EngineConfig):
+        from transformers import AutoTokenizer
+
+        self.config = config.validate()
+        if envs.num_threads():
+            torch.set_num_threads(envs.num_threads())
+        self.model_dir = resolve_model_dir(config.model)
+        cfg = read_config(self.model_dir)
+        self.dtype = resolve_dtype(config.dtype, cfg)
+        self.model, self.hf_config, source = load_model(self.model_dir, self.dtype)
+        quantized = bool(cfg.get("quantization_config"))
+        if config.lm_head_quant == "int8" or (config.lm_head_quant == "auto" and quantized):
+            self.model.quantize_head()
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
+        self.eos_token_ids = eos_token_ids(self.model_dir, cfg, self.tokenizer)
+        limit = cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048
+        self.max_model_len = min(config.max_model_len or limit, limit)
+        codec = resolve_codec_name(config.kv_cache_dtype, self.dtype)
+        self.kv = KVCache(codec, self.model.num_layers, self.model.num_kv_heads, self.model.head_dim,
+                          config.block_size, config.kv_cache_memory, self.model_dir, config.num_kv_blocks)
+        self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, config.enable_prefix_caching)
+        self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
+                                   self.max_model_len)
+        self.runner = ModelRunner(self.model, self.kv, config.seed)
+        self.weight_bytes = source.nbytes()
+        self.num_parameters = self.model.num_parameters()
+
+    def check(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
+        """ValueError for bad params, an empty or too-long prompt, or out-of-vocabulary token ids."""
+        params.validate()
+        self.scheduler.check(prompt_token_ids, params)
+        vocab = self.hf_config.get("vocab_size") or len(self.tokenizer)
+        if any(not isinstance(t, int) or t < 0 or t >= vocab for t in prompt_token_ids):
+            raise ValueError(f"prompt token ids must be ints in [0, {vocab})")
+
+    def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
+                    arrival_time: float | None = None) -> None:
+        """Queue a request; arrival_time (time.monotonic()) defaults to now."""
+        self.check(prompt_token_ids, params)
+        req = Request(request_id, tuple(prompt_token_ids), params, self.eos_token_ids)
+        if arrival_time is not None:
+            req.arrival_time = arrival_time
+        self.scheduler.add(req)
+
+    def abort(self, request_id: str) -> bool:
+        return self.scheduler.abort(request_id) is not None
+
+    def has_work(self) -> bool:
+        return self.scheduler.has_work
+
+    def step(self) -> list[RequestDelta]:
+        out = self.scheduler.schedule()
+        if out.empty:
+            return []
+        try:
+            result = self.runner.execute(out)
+        except Exception:  # one bad batch must not take the engine down: fail exactly its requests
+            log.exception("engine step failed; aborting its %d requests", len(out.seqs))
+            return self.scheduler.fail(out)
+        return self.scheduler.update(out, result)
+
+    def stats(self) -> EngineStats:
+        bm = self.block_manager
+        return EngineStats(
+            num_running=len(self.scheduler.running), num_waiting=len(self.scheduler.waiting),
+            num_blocks_total=bm.num_blocks, num_blocks_free=bm.num_free_blocks, block_size=bm.block_size,
+            kv_bytes_per_token=self.kv.bytes_per_token, kv_cache_dtype=self.kv.codec_name,
+            prefix_cache_queries=bm.prefix_queries, prefix_cache_hits=bm.prefix_hits,
+            num_preemptions=self.scheduler.num_preemptions, weight_bytes=self.weight_bytes,
+            bits_per_weight=8.0 * self.weight_bytes / max(self.num_parameters, 1),
+            num_parameters=self.num_parameters,
+        )

@@ -1,0 +1,109 @@
+"""Compressed KV codecs for the paged cache: `int8` (per token-head scale) and `rvq` (residual VQ).
+
+Both plug into the codec registry of codecs.py and are read back through `read` (the reference
+attention path). `rvq` also offers `attend_decode`: one-token queries scored against the codebooks
+directly (presso.kernels.kvcache cpu ops), never decoding the cache. RVQ codebooks come from the
+checkpoint's presso_kv.safetensors (calibrated offline by `presso compress ... --kv rvq`).
+Page shapes: int8 k/v (NB, BS, Hkv, D) int8 + scales (NB, BS, Hkv, 1) fp16; rvq codes
+(NB, BS, Hkv, ng, S) uint8|int16 + RMS (NB, BS, Hkv, 1) fp16.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import torch
+
+from presso.compression.checkpoint.kv_codebooks import load_kv_codebooks
+from presso.kernels.kvcache import cpu as kvcpu
+from presso.kernels.kvcache import reference as kvref
+from presso.server.kv.codecs import KVCodec, register_codec
+
+
+def _flat(page: torch.Tensor) -> torch.Tensor:
+    """(NB, BS, ...) -> (NB*BS, ...) view addressed by flat slot."""
+    return page.view(-1, *page.shape[2:])
+
+
+def _gather(page: torch.Tensor, block_table: torch.Tensor, n: int) -> torch.Tensor:
+    return page[block_table].flatten(0, 1)[:n]
+
+
+@register_codec("int8")
+class Int8Codec(KVCodec):
+    def bytes_per_token(self) -> int:
+        return 2 * self.num_kv_heads * (self.head_dim + 2)  # int8 values + one fp16 scale per head
+
+    def allocate(self, num_blocks: int, block_size: int) -> dict[str, torch.Tensor]:
+        vals = (num_blocks, block_size, self.num_kv_heads, self.head_dim)
+        scales = (num_blocks, block_size, self.num_kv_heads, 1)
+        return {"k": torch.zeros(vals, dtype=torch.int8), "v": torch.zeros(vals, dtype=torch.int8),
+                "k_scale": torch.zeros(scales, dtype=torch.float16),
+                "v_scale": torch.zeros(scales, dtype=torch.float16)}
+
+    def write(self, pages, slots, k, v) -> None:
+        for name, x in (("k", k), ("v", v)):
+            q, scale = kvref.int8_encode(x)
+            _flat(pages[name]).index_copy_(0, slots, q)
+            _flat(pages[f"{name}_scale"]).index_copy_(0, slots, scale)
+
+    def read(self, pages, block_table, n):
+        return tuple(kvref.int8_decode(_gather(pages[name], block_table, n),
+                                       _gather(pages[f"{name}_scale"], block_table, n)) for name in ("k", "v"))
+
+
+@functools.lru_cache(maxsize=4)
+def _codebooks(model_dir: str):
+    """Read presso_kv.safetensors once per model, not once per layer."""
+    return load_kv_codebooks(Path(model_dir))
+
+
+@register_codec("rvq")
+class RVQCodec(KVCodec):
+    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0):
+        super().__init__(num_kv_heads, head_dim, model_dir, layer)
+        if model_dir is None:
+            raise ValueError("kv_cache_dtype 'rvq' needs a checkpoint with presso_kv.safetensors")
+        spec, layers = _codebooks(str(model_dir))
+        if layer >= len(layers):
+            raise ValueError(f"{model_dir}/presso_kv.safetensors has {len(layers)} layers, model needs more")
+        if head_dim % spec.group:
+            raise ValueError(f"rvq group {spec.group} does not divide head_dim {head_dim}")
+        if spec.keys != "post_rope":
+            raise ValueError("the rvq codec serves post-RoPE key codebooks; recalibrate with keys=post_rope")
+        self.spec = spec
+        books = layers[layer]
+        self.k_books, self.k_perm = books.k_books.float(), books.k_perm.long()
+        self.v_books, self.v_perm = books.v_books.float(), books.v_perm.long()
+        self.code_dtype = torch.uint8 if spec.entries <= 256 else torch.int16
+
+    def bytes_per_token(self) -> int:
+        return 2 * self.num_kv_heads * self.spec.bytes_per_vector(self.head_dim)
+
+    def allocate(self, num_blocks: int, block_size: int) -> dict[str, torch.Tensor]:
+        ng = self.head_dim // self.spec.group
+        codes = (num_blocks, block_size, self.num_kv_heads, ng, self.spec.stages)
+        rms = (num_blocks, block_size, self.num_kv_heads, 1)
+        return {"k": torch.zeros(codes, dtype=self.code_dtype), "v": torch.zeros(codes, dtype=self.code_dtype),
+                "k_rms": torch.zeros(rms, dtype=torch.float16), "v_rms": torch.zeros(rms, dtype=torch.float16)}
+
+    def write(self, pages, slots, k, v) -> None:
+        for name, x, books, perm in (("k", k, self.k_books, self.k_perm), ("v", v, self.v_books, self.v_perm)):
+            codes, rms = kvref.rvq_encode(x, books, perm)
+            _flat(pages[name]).index_copy_(0, slots, codes.to(self.code_dtype))
+            _flat(pages[f"{name}_rms"]).index_copy_(0, slots, rms)
+
+    def read(self, pages, block_table, n):
+        k = kvref.rvq_decode(_gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
+                             self.k_books, self.k_perm)
+        v = kvref.rvq_decode(_gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
+                             self.v_books, self.v_perm)
+        return k, v
+
+    def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float) -> torch.Tensor:
+        """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32."""
+        return kvcpu.rvq_attend(
+            q, _gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
+            _gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
+            self.k_books, self.v_books, self.k_perm, self.v_perm, scale)

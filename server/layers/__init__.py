@@ -1,0 +1,1 @@
+"""presso's model layers: linear methods registry, paged attention, rotary embeddings, norms."""

@@ -1,0 +1,107 @@
+"""The Llama family on presso's layers: Llama, Mistral, Qwen2 (qkv bias), SmolLM2.
+
+GQA attention over the paged KV cache, RoPE with scaling variants, SwiGLU MLP, RMSNorm, optional tied
+embeddings. q/k/v and gate/up are merged linears (one matmul each). Mistral's sliding window is not
+applied (full attention), which is exact for contexts within the window.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from presso.kernels.attention.types import PagedBatch
+from presso.server.kv.cache import KVCache
+from presso.server.layers.attention import paged_attention
+from presso.server.layers.linear import make_linear
+from presso.server.layers.norms import RMSNorm
+from presso.server.layers.quant_config import QuantConfig
+from presso.server.layers.rotary import Rotary, apply_rotary
+from presso.server.models.base import CausalLM
+
+
+class LlamaLayer(nn.Module):
+    def __init__(self, cfg: dict, i: int, qc: QuantConfig, dtype: torch.dtype, head_dim: int):
+        super().__init__()
+        hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
+        self.n_heads = cfg["num_attention_heads"]
+        self.n_kv = cfg.get("num_key_value_heads") or self.n_heads
+        self.head_dim = head_dim
+        qwen2 = cfg.get("model_type") == "qwen2"
+        qkv_bias = cfg.get("attention_bias", qwen2)
+        o_bias = False if qwen2 else cfg.get("attention_bias", False)
+        mlp_bias = cfg.get("mlp_bias", False)
+        p = f"model.layers.{i}"
+        q_sizes = [self.n_heads * head_dim, self.n_kv * head_dim, self.n_kv * head_dim]
+        qkv = [f"{p}.self_attn.{n}_proj" for n in "qkv"]
+        self.qkv = make_linear(qkv, hidden, q_sizes, qkv_bias, qc.spec_for(qkv[0]), dtype)
+        o = f"{p}.self_attn.o_proj"
+        self.o = make_linear([o], self.n_heads * head_dim, [hidden], o_bias, qc.spec_for(o), dtype)
+        gu = [f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj"]
+        self.gate_up = make_linear(gu, hidden, [inter, inter], mlp_bias, qc.spec_for(gu[0]), dtype)
+        d = f"{p}.mlp.down_proj"
+        self.down = make_linear([d], inter, [hidden], mlp_bias, qc.spec_for(d), dtype)
+        eps = cfg.get("rms_norm_eps", 1e-6)
+        self.ln1, self.ln2 = RMSNorm(hidden, eps, dtype), RMSNorm(hidden, eps, dtype)
+        self.scale = head_dim ** -0.5
+        self.prefix = p
+
+    def forward(self, x, cos, sin, batch: PagedBatch, codec, pages, kernel) -> torch.Tensor:
+        """x (T, hidden) -> (T, hidden)."""
+        t = x.shape[0]
+        qkv = self.qkv(self.ln1(x))  # (T, (H + 2 Hkv) D): [q | k | v]
+        n_qk = self.n_heads + self.n_kv
+        qk = apply_rotary(qkv[:, : n_qk * self.head_dim].view(t, n_qk, self.head_dim), cos, sin)  # q and k at once
+        q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]  # (T, H, D), (T, Hkv, D)
+        v = qkv[:, n_qk * self.head_dim:].view(t, self.n_kv, self.head_dim)
+        a = paged_attention(q, k, v, codec, pages, batch, self.scale, kernel)
+        x = x + self.o(a.reshape(t, -1))
+        gate, up = self.gate_up(self.ln2(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(gate) * up)
+
+
+class LlamaForCausalLM(CausalLM):
+    def __init__(self, cfg: dict, qc: QuantConfig, dtype: torch.dtype):
+        super().__init__(cfg, dtype)
+        hidden = cfg["hidden_size"]
+        self.head_dim = cfg.get("head_dim") or hidden // cfg["num_attention_heads"]
+        self.num_kv_heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+        self.num_layers = cfg["num_hidden_layers"]
+        self.embed = nn.Parameter(torch.empty(0, dtype=dtype), requires_grad=False)  # (V, hidden)
+        self.layers = nn.ModuleList(LlamaLayer(cfg, i, qc, dtype, self.head_dim) for i in range(self.num_layers))
+        self.norm = RMSNorm(hidden, cfg.get("rms_norm_eps", 1e-6), dtype)
+        self.rotary = Rotary(cfg, self.head_dim)
+        self.tied = cfg.get("tie_word_embeddings", False)
+        self.lm_head = None
+        if not self.tied:
+            self.lm_head = make_linear(["lm_head"], hidden, [cfg["vocab_size"]], False,
+                                       qc.spec_for("lm_head"), dtype)
+
+    def plain_params(self, source):
+        out = [(self.embed, "model.embed_tokens.weight"), (self.norm.weight, "model.norm.weight")]
+        for layer in self.layers:
+            out += [(layer.ln1.weight, f"{layer.prefix}.input_layernorm.weight"),
+                    (layer.ln2.weight, f"{layer.prefix}.post_attention_layernorm.weight")]
+        return out
+
+    def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,
+                kv: KVCache) -> torch.Tensor:
+        x = F.embedding(input_ids, self.embed)  # (T, hidden)
+        cos, sin = self.rotary.cos_sin(positions, self.dtype)
+        for layer, codec, pages in zip(self.layers, kv.codecs, kv.layers, strict=True):
+            x = layer(x, cos, sin, batch, codec, pages, self.attn_kernel)
+        return self.norm(x)
+
+    def head_weight(self) -> torch.Tensor | None:
+        if self.tied:
+            return self.embed
+        return getattr(self.lm_head, "weight", None)
+
+    def logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """hidden (N, hidden) -> (N, V) fp32."""
+        if self.head_kernel is not None:
+            return self.head_kernel(hidden).float()
+        if self.tied:
+            return F.linear(hidden, self.embed).float()
+        return self.lm_head(hidden).float()

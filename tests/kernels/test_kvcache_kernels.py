@@ -1,0 +1,74 @@
+"""KV-cache quantizer kernels: int8 and RVQ reference layouts, and the code-space CPU attention twin."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from presso.compression.kv_rvq.kmeans import residual_kmeans
+from presso.kernels.kvcache import cpu as kvcpu
+from presso.kernels.kvcache import reference as kvref
+
+
+def test_int8_round_trip_error_is_half_a_step():
+    x = torch.randn(40, 3, 64) * 3
+    q, scale = kvref.int8_encode(x)
+    assert q.dtype == torch.int8 and scale.shape == (40, 3, 1)
+    err = (kvref.int8_decode(q, scale) - x).abs()
+    assert (err <= scale.float() * 0.5 + 1e-3).all()
+
+
+def test_kivi_per_channel_and_per_token():
+    x = torch.randn(16, 2, 8)
+    for per_channel in (True, False):
+        codes, scale, lo = kvref.kivi_encode(x, per_channel)
+        assert codes.max() <= 3
+        err = (kvref.kivi_decode(codes, scale, lo) - x).abs()
+        assert (err <= scale.float() * 0.5 + 1e-2).all()
+
+
+def test_group_permutation_interleaves():
+    perm = kvref.group_permutation(8, 4, interleaved=True)
+    assert perm.tolist() == [0, 2, 4, 6, 1, 3, 5, 7]  # group 0 = channels 0,2,4,6
+    with pytest.raises(ValueError, match="divide"):
+        kvref.group_permutation(10, 4, True)
+
+
+def _books(x: torch.Tensor, stages: int, group: int, interleaved: bool):
+    perm = kvref.group_permutation(x.shape[-1], group, interleaved)
+    groups, _ = kvref.rvq_normalise(x, perm, group)
+    books, _ = residual_kmeans(groups.reshape(-1, group), stages, 64, iters=8)
+    return books, perm
+
+
+def _sqnr(x, y):
+    return 10 * torch.log10(x.pow(2).sum() / (x - y).pow(2).sum()).item()
+
+
+def test_rvq_more_stages_reconstruct_better():
+    torch.manual_seed(0)
+    x = torch.randn(512, 2, 32) @ torch.randn(32, 32)  # correlated channels, like real keys
+    books, perm = _books(x, 4, 8, True)
+    sqnr = []
+    for s in (1, 2, 4):
+        codes, rms = kvref.rvq_encode(x, books[:s], perm)
+        assert codes.shape == (512, 2, 4, s) and codes.dtype == torch.uint8
+        sqnr.append(_sqnr(x, kvref.rvq_decode(codes, rms, books[:s], perm)))
+    assert sqnr[0] < sqnr[1] < sqnr[2] and sqnr[2] > sqnr[0] + 3
+
+
+def test_cpu_code_space_attention_matches_reference():
+    torch.manual_seed(1)
+    t, hkv, hq, d = 96, 2, 6, 32
+    k, v = torch.randn(t, hkv, d), torch.randn(t, hkv, d)
+    kb, kp = _books(k, 3, 8, True)
+    vb, vp = _books(v, 3, 8, False)
+    kc, kr = kvref.rvq_encode(k, kb, kp)
+    vc, vr = kvref.rvq_encode(v, vb, vp)
+    q = torch.randn(hq, d)
+    ref = kvref.rvq_attend(q, kc, kr, vc, vr, kb, vb, kp, vp, 0.2)
+    fast = kvcpu.rvq_attend(q, kc, kr, vc, vr, kb, vb, kp, vp, 0.2)
+    torch.testing.assert_close(fast, ref, rtol=1e-4, atol=1e-5)
+    scores = kvcpu.rvq_scores(q, kc, kr, kb, kp)
+    k_hat = kvref.rvq_decode(kc, kr, kb, kp).repeat_interleave(hq // hkv, 1)
+    torch.testing.assert_close(scores, torch.einsum("hd,thd->ht", q, k_hat), rtol=1e-4, atol=1e-4)

@@ -1,0 +1,57 @@
+"""Server test fixtures: a tiny Llama with peaked logits (so greedy parity is a meaningful check) and
+compressed-tensors int8 / int4 copies of it written by the compressed-tensors library."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import build_tokenizer  # noqa: E402
+
+
+def build_parity_llama(out: Path, seed: int = 0, arch: str = "llama") -> Path:
+    """2 layers, GQA 4/2 heads, untied head, init std 0.3: diverse greedy continuations, few near-ties."""
+    import torch
+    from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
+
+    out.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(out)
+    if arch == "llama":
+        config = LlamaConfig(
+            vocab_size=len(tok), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3,
+            tie_word_embeddings=False, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+            rope_theta=10000.0,
+        )
+    else:
+        config = GPT2Config(vocab_size=len(tok), n_embd=64, n_layer=2, n_head=4, n_positions=512,
+                            initializer_range=0.3, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(seed)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+@pytest.fixture(scope="session")
+def parity_llama_dir(tmp_path_factory) -> Path:
+    return build_parity_llama(tmp_path_factory.mktemp("parity-llama"))
+
+
+@pytest.fixture(scope="session")
+def parity_gpt2_dir(tmp_path_factory) -> Path:
+    return build_parity_llama(tmp_path_factory.mktemp("parity-gpt2"), arch="gpt2")
+
+
+@pytest.fixture(scope="session")
+def quantized_dirs(tmp_path_factory, parity_llama_dir) -> dict[str, Path]:
+    pytest.importorskip("compressed_tensors")
+    from presso.server.bench.rtn_checkpoint import quantize_rtn
+
+    root = tmp_path_factory.mktemp("quantized")
+    return {
+        "int8": quantize_rtn(parity_llama_dir, root / "int8", bits=8, group_size=None, symmetric=True),
+        "int4": quantize_rtn(parity_llama_dir, root / "int4", bits=4, group_size=32, symmetric=False),
+        "int4-channel": quantize_rtn(parity_llama_dir, root / "int4c", bits=4, group_size=None, symmetric=True),
+    }
