@@ -114,3 +114,9 @@ def launch(tiny_llama_dir, tmp_path):
         if live.proc.poll() is None:
             live.proc.kill()
             live.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def start_server_fn():
+    """`start_server` itself, for modules that build servers on other models."""
+    return start_server
