@@ -40,7 +40,6 @@ def run_serve(args: argparse.Namespace) -> int:
         served_model_name=args.served_model_name or model_dir.name,
         api_key=read_api_key(args),
         max_queued_requests=args.max_queued_requests,
-        drain_timeout_s=args.drain_timeout,
     )
     try:
         config = EngineConfig(

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
+_QUANT_METADATA = ("_packed", "_scale", "_zero_point", "_g_idx", "_shape", "_global_scale")
 
 
 def weight_bytes_on_disk(model_dir: Path) -> int:
@@ -17,7 +18,9 @@ def weight_bytes_on_disk(model_dir: Path) -> int:
 def parameter_count(model: torch.nn.Module) -> int:
     """Logical parameters of the model: weight-only-coded linears (AQLM keeps codes in buffers, not
     parameters) count as in_features x out_features; `parameters()` counts tied embeddings once."""
-    total = sum(p.numel() for p in model.parameters())
+    # compressed-tensors keeps packed codes and quantization metadata (weight_packed, weight_scale, ...)
+    # as parameters; those linears are counted by their logical shape below instead.
+    total = sum(p.numel() for name, p in model.named_parameters() if not name.endswith(_QUANT_METADATA))
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if not isinstance(weight, torch.nn.Parameter) and hasattr(module, "in_features") \

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from presso.server.api.errors import APIError
 from presso.server.metrics.registry import ServerMetrics
@@ -15,7 +15,6 @@ class ServerSettings:
     max_queued_requests: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
     retry_after_s: int = 1
-    drain_timeout_s: float = 30.0
 
 
 @dataclass(slots=True)
@@ -25,7 +24,6 @@ class ServerState:
     metrics: ServerMetrics
     ready: bool = False
     draining: bool = False
-    in_flight: set = field(default_factory=set)
 
     def check_model(self, name: str | None) -> None:
         if name is not None and name != self.settings.served_model_name:

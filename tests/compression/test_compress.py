@@ -87,7 +87,11 @@ def test_cli_compress_writes_checkpoint_and_reports(tiny_llama_dir, sample_text_
     evaluated = cli("eval", "--model", str(out), "--text", str(sample_text_file), "--ctx", "64",
                     "--max-tokens", "512", "--json")
     assert evaluated.returncode == 0, evaluated.stderr
-    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["perplexity"] == pytest.approx(ppl["after"], rel=1e-4)
+    measured = json.loads(evaluated.stdout.strip().splitlines()[-1])
+    assert measured["perplexity"] == pytest.approx(ppl["after"], rel=1e-4)
+    # packed codes and scales are not counted as parameters: the logical count equals the dense model's
+    dense = sum(t.numel() for t in AutoModelForCausalLM.from_pretrained(tiny_llama_dir).parameters())
+    assert measured["parameters"] == dense
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     table = cli("report", str(out), "--png", str(tmp_path / "plot.png"))
     assert table.returncode == 0, table.stderr
