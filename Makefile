@@ -12,6 +12,8 @@ PRESSO_HOME ?= $(HOME)/.cache/presso
 RECIPE ?= w8
 CKPT   := $(PRESSO_HOME)/checkpoints/smollm2-135m-$(RECIPE)
 HOST   ?= 127.0.0.1
+# GPTQ/AWQ recipes calibrate on Emma; RTN recipes need no calibration (and skip its cost).
+CALIB  ?= $(if $(filter gptq% awq%,$(RECIPE)),--calib austen:emma)
 PORT   ?= 8000
 
 .PHONY: serve test venv data lint prometheus clean
@@ -46,7 +48,7 @@ test: data lint prometheus
 	$(BIN)/pytest
 
 serve: data
-	@test -f $(CKPT)/presso.json || $(BIN)/presso compress --model $$($(BIN)/presso pull) --recipe $(RECIPE) --out $(CKPT)
+	@test -f $(CKPT)/presso.json || $(BIN)/presso compress --model $$($(BIN)/presso pull) --recipe $(RECIPE) $(CALIB) --out $(CKPT)
 	$(BIN)/presso serve --model $(CKPT) --host $(HOST) --port $(PORT) --served-model-name smollm2-135m-$(RECIPE)
 
 clean:
