@@ -94,6 +94,3 @@ class EnergyCollector(Collector):
             for i, used in enumerate(nvml.memory_used()):
                 mem.add_metric([self.model_name, str(i)], used)
             yield mem
-
-    def available(self) -> list[str]:
-        return sorted(self.sources)
