@@ -19,11 +19,8 @@ from presso.compression.aqlm.config import AQLMConfig
 from presso.compression.aqlm.layer import quantize_layer
 from presso.compression.aqlm.module import AQLMLinear
 from presso.compression.aqlm.store import LayerStore
+from presso.compression.calibration.capture import capture_layer_inputs, layer_output
 from presso.compression.checkpoint.errors import PressoInputError
-
-
-class _Stop(Exception):
-    """Raised by the capture hook to stop the forward pass after layer 0's inputs are seen."""
 
 
 def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
@@ -35,32 +32,14 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def _run(layer: torch.nn.Module, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
-    out = layer(hidden, **kwargs)
-    return out[0] if isinstance(out, tuple) else out
+    return layer_output(layer(hidden, **kwargs))
 
 
-@torch.no_grad()
 def capture_inputs(model: torch.nn.Module, ids: torch.Tensor, batch: int) -> tuple[list[torch.Tensor], dict]:
-    """-> inputs of decoder layer 0 as (batch, L, D) chunks, and the kwargs the model passes to it."""
-    hiddens: list[torch.Tensor] = []
-    captured: dict = {}
-
-    def hook(_module, args, kwargs):
-        kwargs = dict(kwargs)
-        hiddens.append(args[0] if args else kwargs.pop("hidden_states"))
-        captured.update(kwargs)
-        raise _Stop
-
-    handle = decoder_layers(model)[0].register_forward_pre_hook(hook, with_kwargs=True)
-    try:
-        for start in range(0, ids.shape[0], batch):
-            try:
-                model(input_ids=ids[start : start + batch], use_cache=False)
-            except _Stop:
-                pass
-    finally:
-        handle.remove()
-    return hiddens, captured
+    """-> inputs of decoder layer 0 as (batch, L, D) chunks, and the kwargs the model passes to it
+    (the shared calibration capture; every chunk gets the last chunk's kwargs, as before)."""
+    batches = capture_layer_inputs(model, ids, batch)
+    return [b.hidden for b in batches], dict(batches[-1].kwargs)
 
 
 @torch.no_grad()
