@@ -58,6 +58,16 @@ def quantize_int8_rows(w: torch.Tensor) -> QuantizedWeight:
     return QuantizedWeight(pack_int32(q, 8), scale, None, None, 8, None, w.shape[0], w.shape[1])
 
 
+def quantize_int4_groups(w: torch.Tensor, group_size: int = 64) -> QuantizedWeight:
+    """Symmetric group-wise int4 round-to-nearest of a dense (N, K) weight (K divisible by group_size)."""
+    n, k = w.shape
+    assert k % group_size == 0, (k, group_size)
+    g = w.float().reshape(n, k // group_size, group_size)  # (N, G, group)
+    scale = (g.abs().amax(dim=-1, keepdim=True) / 7.0).clamp(min=1e-12)  # (N, G, 1): [-7, 7] like int8's +-127
+    q = torch.round(g / scale).clamp(-8, 7).reshape(n, k)
+    return QuantizedWeight(pack_int32(q, 4), scale[..., 0], None, None, 4, group_size, n, k)
+
+
 def group_index(qw: QuantizedWeight) -> torch.Tensor:
     """(K,) long: the scale/zero column of each input channel."""
     k = qw.in_features

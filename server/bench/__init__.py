@@ -35,6 +35,7 @@ def register(sub) -> None:
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--tokens", type=int, default=64)
     p.add_argument("--kv-cache-memory", default="1GiB")
+    p.add_argument("--lm-head-quant", default="auto", choices=["auto", "none", "int8", "int4"])
     p.add_argument("--max-num-batched-tokens", type=int, default=512)
     p.add_argument("--threads", type=int, default=None, help="torch threads for both engines (default: torch's)")
     p.add_argument("--json", action="store_true")

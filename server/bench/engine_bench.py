@@ -76,7 +76,7 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     cfg = EngineConfig(model=args.model, dtype=args.dtype, kv_cache_memory=args.kv_cache_memory,
                        max_num_seqs=max(batches), max_num_batched_tokens=args.max_num_batched_tokens,
-                       enable_prefix_caching=False)
+                       enable_prefix_caching=False, lm_head_quant=args.lm_head_quant)
     core = EngineCore(cfg)
     bench_presso(core, 2, 8, 4, seed=99)  # warm-up
     presso = {b: bench_presso(core, b, args.prompt_len, args.tokens, seed=b) for b in batches}

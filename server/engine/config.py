@@ -8,6 +8,7 @@ from pathlib import Path
 from presso.server.kv.cache import parse_memory
 
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
+LM_HEAD_QUANT = ("auto", "none", "int8", "int4")
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,7 +23,7 @@ class EngineConfig:
     max_model_len: int | None = None  # None: the model config's maximum positions
     enable_prefix_caching: bool = True
     seed: int = 0
-    lm_head_quant: str = "auto"  # int8: run the output head int8 (RTN); auto: int8 for quantized checkpoints
+    lm_head_quant: str = "auto"  # int8 | int4 (g64): run the output head RTN-quantized; auto: int8 if quantized
     num_kv_blocks: int | None = None  # override the budget (tests force preemption with a tiny cache)
 
     def validate(self) -> EngineConfig:
@@ -33,8 +34,8 @@ class EngineConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
-        if self.lm_head_quant not in ("auto", "none", "int8"):
-            raise ValueError(f"lm_head_quant must be auto, none or int8, got {self.lm_head_quant!r}")
+        if self.lm_head_quant not in LM_HEAD_QUANT:
+            raise ValueError(f"lm_head_quant must be one of {LM_HEAD_QUANT}, got {self.lm_head_quant!r}")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"max_model_len must be positive, got {self.max_model_len!r}")
         if self.num_kv_blocks is not None and self.num_kv_blocks < 1:

@@ -55,8 +55,9 @@ class EngineCore:
         self.dtype = resolve_dtype(config.dtype, cfg)
         self.model, self.hf_config, source = load_model(self.model_dir, self.dtype)
         quantized = bool(cfg.get("quantization_config"))
-        if config.lm_head_quant == "int8" or (config.lm_head_quant == "auto" and quantized):
-            self.model.quantize_head()
+        head = "int8" if config.lm_head_quant == "auto" and quantized else config.lm_head_quant
+        if head in ("int8", "int4"):
+            self.model.quantize_head(int(head[3:]))
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.eos_token_ids = eos_token_ids(self.model_dir, cfg, self.tokenizer)
         limit = cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048

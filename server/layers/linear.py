@@ -68,6 +68,9 @@ class DenseLinear(LinearMethod):
         self.weight = nn.Parameter(torch.cat(parts).to(self.dtype).contiguous(), requires_grad=False)  # (N, K)
         self._load_bias(source)
 
+    def finalize(self) -> None:
+        self.weight.data = decode_layout(self.weight.data)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.weight, self.bias)
 
@@ -127,6 +130,21 @@ class PackedIntLinear(LinearMethod):
         else:
             y = torch.cat([k(x) for k in self.kernels], dim=-1)
         return y if self.bias is None else y + self.bias
+
+
+def decode_layout(w: torch.Tensor) -> torch.Tensor:
+    """(N, K) weight -> the same values, stored column-major when that makes batch-1 matmuls faster.
+
+    Measured here (torch 2.13 CPU, 1 thread, median of interleaved runs): an fp32 x (1, K) @ W^T streams
+    1.2-1.9x faster from (K, N) storage when N > K (SmolLM2 qkv 960x576 1.24x, gate_up 3072x576 1.69x, tied
+    head 49152x576 1.94x) and 0.56x for N < K (down 576x1536); at 8-64 rows the two layouts are within
+    ~10 %. bf16 showed no consistent gain, so only fp32 weights with N > K are re-laid. Returns a (N, K)
+    view, so F.linear and every reader of `.weight` see the usual shape.
+    """
+    n, k = w.shape
+    if w.dtype != torch.float32 or n <= k:
+        return w
+    return w.t().contiguous().t()
 
 
 def _same(a: torch.Tensor | None, b: torch.Tensor | None) -> bool:

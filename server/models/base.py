@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from presso.kernels import registry as kernels
-from presso.kernels.quant.reference import quantize_int8_rows
-from presso.server.layers.linear import LinearMethod
+from presso.kernels.quant.reference import quantize_int4_groups, quantize_int8_rows
+from presso.server.layers.linear import LinearMethod, decode_layout
 
 
 class CausalLM(nn.Module):
@@ -26,15 +26,19 @@ class CausalLM(nn.Module):
         """The dense (V, hidden) output-head weight, or None when the head is not dense."""
         raise NotImplementedError
 
-    def quantize_head(self) -> bool:
-        """Run the output head as int8 per-channel RTN (the largest matrix read per decoded token).
+    def quantize_head(self, bits: int = 8) -> bool:
+        """Run the output head as int8 per-channel or int4 group-64 RTN (the largest matrix read per token).
 
-        Weight-only int8 of the head changes logits by ~40 dB SQNR; it is opt-in (EngineConfig.lm_head_quant).
+        Weight-only int8 of the head changes logits by ~40 dB SQNR, int4 g64 by ~20 dB; both are engine options
+        (EngineConfig.lm_head_quant). int4 reads half the bytes and runs torch's int4 CPU kernel.
         """
         w = self.head_weight()
         if w is None:
             return False
-        self.head_kernel = kernels.get("wq_linear")(quantize_int8_rows(w), self.dtype)
+        if bits == 4 and w.shape[1] % 64:
+            raise ValueError(f"lm_head_quant=int4 needs the hidden size ({w.shape[1]}) divisible by 64")
+        qw = quantize_int8_rows(w) if bits == 8 else quantize_int4_groups(w, 64)
+        self.head_kernel = kernels.get("wq_linear")(qw, self.dtype)
         return True
 
     def linears(self) -> list[tuple[str, LinearMethod]]:
@@ -47,6 +51,9 @@ class CausalLM(nn.Module):
             linear.finalize()
         for param, name in self.plain_params(source):
             param.data = source.get(name).to(self.dtype).contiguous()
+        head = self.head_weight()
+        if head is not None and head.dim() == 2:  # a tied embedding doubles as the dense output head
+            head.data = decode_layout(head.data)
 
     def plain_params(self, source) -> list[tuple[nn.Parameter, str]]:
         raise NotImplementedError

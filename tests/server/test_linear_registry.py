@@ -49,3 +49,19 @@ def test_make_linear_unknown_codec():
 
     with pytest.raises(ValueError, match="no linear method"):
         make_linear(["x"], 4, [4], False, LinearSpec("int1"), torch.float32)
+
+
+def test_decode_layout_keeps_values_and_shape():
+    """Wide fp32 weights are re-laid column-major for batch-1 speed; values, shape and F.linear are unchanged."""
+    import torch
+
+    from presso.server.layers.linear import decode_layout
+
+    wide, tall = torch.randn(96, 32), torch.randn(32, 96)
+    x = torch.randn(3, 32)
+    laid = decode_layout(wide)
+    assert laid.shape == wide.shape and torch.equal(laid, wide) and laid.stride() == (1, 96)
+    assert torch.allclose(torch.nn.functional.linear(x, laid), x @ wide.t(), atol=1e-5)
+    assert decode_layout(tall).stride() == (96, 1)
+    assert decode_layout(wide.bfloat16()).stride() == (32, 1)
+    assert decode_layout(laid).data_ptr() == laid.data_ptr()  # idempotent, no copy

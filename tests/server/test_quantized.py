@@ -87,6 +87,16 @@ def test_int8_output_head_is_close(quantized_dirs, parity_llama_dir):
     assert sqnr_db(ref, presso_logits(quantized_dirs["int8"], "float32", "int8")) >= 35.0
 
 
+def test_int4_output_head_is_close_and_packed(quantized_dirs, parity_llama_dir):
+    """lm_head_quant=int4 (group 64 RTN, opt-in) runs torch's int4 kernel and stays near the reference."""
+    ref = reference_logits(quantized_dirs["int8"], parity_llama_dir)
+    int8 = sqnr_db(ref, presso_logits(quantized_dirs["int8"], "bfloat16", "int8"))
+    int4 = sqnr_db(ref, presso_logits(quantized_dirs["int8"], "bfloat16", "int4"))
+    assert 15.0 <= int4 < int8, (int4, int8)
+    core = EngineCore(EngineConfig(model=quantized_dirs["int8"], kv_cache_memory="8MiB", lm_head_quant="int4"))
+    assert core.model.head_kernel.mode == "int4"
+
+
 def test_quantization_is_not_a_no_op(quantized_dirs, parity_llama_dir):
     """The dense model's logits differ from the int4 reference: the check above compares real codecs."""
     dense = presso_logits(parity_llama_dir, "float32")
