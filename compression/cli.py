@@ -1,4 +1,4 @@
-"""Offline subcommands of the `presso` console script: pull, data, eval, compress, report (sweep joins later).
+"""Offline subcommands of the `presso` console script: pull, data, eval, compress, distill, report, sweep.
 
 `register(subparsers)` is called by presso.server.cli, which owns the one entry point. Each handler
 takes the parsed args and returns an exit status; PressoInputError is turned into one line + exit 2
@@ -59,16 +59,39 @@ def _cmd_compress(args: argparse.Namespace) -> int:
         calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len,
         eval_text=args.eval, eval_tokens=args.eval_tokens, eval_ctx=args.eval_ctx,
         batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty() or args.progress,
+        sparse_format=args.sparse_format,
+        target_bits=args.target_bits, target_size=args.target_size, kv=args.kv,
     ))
+    if str(report.get("format", "")).endswith("bitmask"):
+        print(f"note: {args.out} uses {report['format']}, which presso loads; transformers with "
+              "compressed-tensors 0.20 does not decompress it (use --sparse-format dense for transformers)",
+              file=sys.stderr)
     summary = {
         "out": str(Path(args.out).expanduser()),
         "bits_per_weight": report["bits_per_weight"],
+        "effective_bits_per_weight": report.get("effective_bits_per_weight"),
+        "sparsity": report.get("sparsity"),
         "bytes": report["bytes"]["checkpoint_weights"],
         "perplexity": report["perplexity"],
         "wall_time_s": report["wall_time_s"],
     }
     print(json.dumps(summary) if args.json else json.dumps(summary, indent=2))
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from presso.compression.sweep import run_sweep
+
+    result = run_sweep(resolve_model_dir(args.model), Path(args.grid), Path(args.out),
+                       progress=sys.stderr.isatty() or args.progress, log=lambda line: print(line, flush=True))
+    for path in result.files:
+        print(f"wrote {path}")
+    failed = [r.name for r in result.rows if r.status == "failed"]
+    if failed:
+        print(f"{len(failed)} of {len(result.rows)} points failed: {', '.join(failed)}", file=sys.stderr)
+    return 2 if result.input_errors else 1 if result.other_errors else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -116,7 +139,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--eval-tokens", type=int, default=8192, help="score the first N tokens of --eval")
     c.add_argument("--eval-ctx", type=int, default=1024, help="eval window length")
     c.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")
+    c.add_argument("--sparse-format", default="bitmask", choices=["bitmask", "dense"],
+                   help="pruning-only checkpoints: compressed-tensors sparse-(24-)bitmask (small; presso loads it) "
+                        "or dense (plain weights; transformers loads it too)")
     c.add_argument("--json", action="store_true", help="print one JSON line")
+    c.add_argument("--kv", default=None, metavar="rvq[:stages=S,codebook=C,group=G]",
+                   help="also calibrate KV-cache RVQ codebooks (presso_kv.safetensors; needs --calib)")
+    target = c.add_mutually_exclusive_group()  # mixed precision: override a `mixed` recipe's target
+    target.add_argument("--target-bits", type=float, default=None,
+                        help="mixed recipes: average bits per weight of the targeted Linears (scales included)")
+    target.add_argument("--target-size", default=None, help="mixed recipes: whole checkpoint size, e.g. 60MB")
     c.add_argument("--progress", action="store_true", help="force progress bars on")
     c.set_defaults(func=_cmd_compress)
 
@@ -124,7 +156,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     register_aqlm(sub)
 
+    from presso.compression.distill.cli import register as register_distill  # `presso distill` (KD recovery)
+
+    register_distill(sub)
+
     r = sub.add_parser("report", help="compare compressed checkpoints: table + size-vs-perplexity PNG")
     r.add_argument("dirs", nargs="+", help="checkpoint directories written by presso compress")
     r.add_argument("--png", default="presso-report.png", help="where to write the plot")
     r.set_defaults(func=_cmd_report)
+
+    w = sub.add_parser("sweep", help="compress + evaluate a grid of recipes (resumable): table + Pareto PNG")
+    w.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
+    w.add_argument("--grid", required=True, help="grid YAML: shared calib/eval settings and the points")
+    w.add_argument("--out", required=True, help="sweep directory (reused: finished points are skipped)")
+    w.add_argument("--progress", action="store_true", help="force progress bars on")
+    w.set_defaults(func=_cmd_sweep)

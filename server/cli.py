@@ -23,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate = sub.choices["eval"]
     evaluate.add_argument("--kv-cache", default=None, metavar="CODEC",
                           help="score teacher-forced through presso's paged KV cache with this codec "
-                               "(bf16, fp16, fp32, int8, rvq); default: plain forward passes")
+                               "(bf16, fp16, fp32, int8, kivi2, rvq); default: plain forward passes")
     evaluate.set_defaults(make_scorer=_engine_scorer)
     return parser
 

@@ -82,7 +82,7 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-model-name", default=None, help="name clients use (default: the dir's name)")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--kv-cache", default="auto", help="KV cache codec: auto, bf16, fp16, fp32, int8, rvq")
+    p.add_argument("--kv-cache", default="auto", help="KV cache codec: auto, bf16, fp16, fp32, int8, kivi2, rvq")
     p.add_argument("--kv-cache-memory", default="1GiB", help="KV budget: bytes (2GiB, 512MiB) or a fraction")
     p.add_argument("--lm-head-quant", default="auto", choices=["auto", "none", "int8", "int4"],
                    help="output head RTN at load (auto: int8 for quantized checkpoints)")

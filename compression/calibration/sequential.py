@@ -4,6 +4,8 @@ windows (N, L) -> inputs of decoder layer 0 (B, L, H) per batch -> for each laye
 `prepare_layer`, one replay collecting input Hessians, each targeted Linear quantized by its method and
 its weight replaced by the dequantized one, then a replay of the *quantized* layer whose outputs are the
 inputs of layer i+1 (llm-compressor's sequential pipeline). Only one layer's activations live at a time.
+A Linear with a pruning and a quantizing plan runs both in recipe order on the same Hessian; the keep-mask
+of the pruning step is honoured by the later quantizer (pruned codes = zero point) and recorded.
 """
 
 from __future__ import annotations
@@ -24,16 +26,30 @@ from presso.compression.calibration.capture import (
 from presso.compression.calibration.hessian import HessianCollector
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.methods.registry import LayerContext, LayerStats, QuantizedWeight, get_method
+from presso.compression.prune.types import mask_codes
 from presso.compression.recipes.resolve import LayerPlan
 
 
 @dataclass(frozen=True, slots=True)
 class QuantizedLayer:
-    plan: LayerPlan
-    weight: QuantizedWeight
+    """The final state of one targeted Linear after all its plans."""
+
+    plan: LayerPlan  # the quantizing plan when there is one, else the pruning plan
+    weight: QuantizedWeight | None  # None: pruned only (the module holds the masked fp32 weight)
     weight_sqnr_db: float  # 10 log10(|W|^2 / |W - W_hat|^2)
     output_sqnr_db: float | None  # same for W X on the calibration inputs (via H), None without calibration
     calib_tokens: int
+    mask: torch.Tensor | None = None  # (out, in) bool keep-mask of the pruning plan; None: not pruned
+    steps: tuple[LayerPlan, ...] = ()  # every plan applied to this Linear, in recipe order
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of this Linear's weights pruned by its mask (0 when not pruned)."""
+        return 0.0 if self.mask is None else 1.0 - float(self.mask.float().mean())
+
+    @property
+    def prune_plan(self) -> LayerPlan | None:
+        return next((p for p in self.steps if p.sparsity is not None), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +74,47 @@ def single_thread():
         torch.set_num_threads(previous)
 
 
-def _apply(linear: torch.nn.Linear, plan: LayerPlan, hessian: torch.Tensor | None, tokens: int) -> QuantizedLayer:
+def _run_plan(linear: torch.nn.Linear, plan: LayerPlan, stats: LayerStats | None, qw: QuantizedWeight | None,
+              keep: torch.Tensor | None):
+    """One plan on one Linear -> (new weight (out, in) fp32, QuantizedWeight or None, keep-mask or None)."""
     method = get_method(plan.method)
+    if plan.sparsity is not None:  # prune (joint when the plan has a grid; on qw's fixed grid after quantize)
+        res = method.prune(linear, stats, plan.sparsity, plan.spec if plan.spec is not None else qw, plan.params)
+        return res.weight, res.quantized if res.quantized is not None else qw, res.keep
+    if keep is not None:
+        stats = LayerStats(None if stats is None else stats.hessian, 0 if stats is None else stats.tokens, keep)
+    qw = method.quantize(linear, stats, plan.spec, plan.params)
+    if keep is not None:  # a quantizer that ignores masks still leaves pruned weights at exactly 0
+        qw = mask_codes(qw, keep)
+    return qw.dequantize(), qw, keep
+
+
+def _apply(linear: torch.nn.Linear, plans: list[LayerPlan], hessian: torch.Tensor | None,
+           tokens: int) -> QuantizedLayer:
     stats = LayerStats(hessian=hessian, tokens=tokens) if hessian is not None else None
-    with single_thread():
-        qw = method.quantize(linear, stats, plan.spec, plan.params)
-    w = linear.weight.detach().float()  # (out, in)
-    w_hat = qw.dequantize()  # (out, in) fp32
+    w = linear.weight.detach().float().clone()  # (out, in) original
+    qw, keep = None, None
+    for plan in plans:
+        with single_thread():
+            w_new, qw, keep = _run_plan(linear, plan, stats, qw, keep)
+        with torch.no_grad():
+            linear.weight.copy_(w_new.to(linear.weight.dtype))
+    w_hat = linear.weight.detach().float()  # (out, in)
     delta = w - w_hat
     out_sqnr = None
     if hessian is not None:
         out_sqnr = _db(float(((w @ hessian) * w).sum()), float(((delta @ hessian) * delta).sum()))
-    with torch.no_grad():
-        linear.weight.copy_(w_hat.to(linear.weight.dtype))
-    return QuantizedLayer(plan, qw, _db(float(w.pow(2).sum()), float(delta.pow(2).sum())), out_sqnr, tokens)
+    main = next((p for p in plans if p.spec is not None), plans[0])
+    return QuantizedLayer(main, qw, _db(float(w.pow(2).sum()), float(delta.pow(2).sum())), out_sqnr, tokens,
+                          keep, tuple(plans))
+
+
+def _by_linear(plans: list[LayerPlan]) -> dict[str, list[LayerPlan]]:
+    """Module name -> its plans in recipe order (names in the order they first appear in `plans`)."""
+    out: dict[str, list[LayerPlan]] = {}
+    for p in plans:
+        out.setdefault(p.name, []).append(p)
+    return {name: sorted(ps, key=lambda p: p.step) for name, ps in out.items()}
 
 
 def _replay(layer, batches: list[LayerBatch], bar) -> list[torch.Tensor]:
@@ -95,8 +138,9 @@ def quantize_model(
     if windows is None:
         if needs:
             raise PressoInputError(f"method {', '.join(needs)} needs calibration data: pass --calib SPEC")
-        bar = tqdm(plans, desc="quantize (no calibration)", unit="linear", disable=not progress)
-        return QuantizeResult([_apply(modules[p.name], p, None, 0) for p in bar], {})
+        bar = tqdm(_by_linear(plans).items(), desc="quantize (no calibration)", unit="linear",
+                   disable=not progress)
+        return QuantizeResult(_ordered([_apply(modules[n], ps, None, 0) for n, ps in bar], plans), {})
 
     prefix, layers = decoder_layers(model)
     inside = {p.name for i in range(len(layers)) for p in plans if p.name.startswith(f"{prefix}.{i}.")}
@@ -105,7 +149,7 @@ def quantize_model(
         bad = next(p for p in outside if p.method in needs)
         raise PressoInputError(f"layer {bad.name} is outside the decoder layers; method {bad.method} "
                                "cannot calibrate it (ignore it or use rtn)")
-    done = [_apply(modules[p.name], p, None, 0) for p in outside]
+    done = [_apply(modules[n], ps, None, 0) for n, ps in _by_linear(outside).items()]
     prepared: dict[str, dict] = {}
     batches = capture_layer_inputs(model, windows, batch_size)
     for i, layer in enumerate(layers):
@@ -121,8 +165,14 @@ def quantize_model(
         if not last:
             batches = [LayerBatch(out, b.kwargs) for out, b in zip(_replay(layer, batches, bar), batches, strict=True)]
         bar.close()
-    order = {p.name: k for k, p in enumerate(plans)}
-    return QuantizeResult(sorted(done, key=lambda q: order[q.plan.name]), prepared)
+    return QuantizeResult(_ordered(done, plans), prepared)
+
+
+def _ordered(done: list[QuantizedLayer], plans: list[LayerPlan]) -> list[QuantizedLayer]:
+    order = {}
+    for p in plans:
+        order.setdefault(p.name, len(order))
+    return sorted(done, key=lambda q: order[q.plan.name])
 
 
 def _calibrate_layer(layer, base: str, steps: list[list[LayerPlan]], modules: dict, batches: list[LayerBatch],
@@ -141,7 +191,8 @@ def _calibrate_layer(layer, base: str, steps: list[list[LayerPlan]], modules: di
         _replay(layer, batches, bar)
     finally:
         collector.remove()
-    return [_apply(modules[p.name], p, collector.hessian(p.name), collector.tokens(p.name)) for p in mine]
+    return [_apply(modules[name], ps, collector.hessian(name), collector.tokens(name))
+            for name, ps in _by_linear(mine).items()]
 
 
 def _by_step(plans: list[LayerPlan]) -> list[list[LayerPlan]]:

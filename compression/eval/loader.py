@@ -1,7 +1,7 @@
 """Load any checkpoint presso writes for evaluation, picked by `quantization_config.quant_method`.
 
 Dense HF dirs and compressed-tensors checkpoints load through transformers (which decompresses
-compressed-tensors itself); further formats register a loader here by name. Before any loader runs,
+compressed-tensors itself), except those marked `dequantize` (ct_dequantize.py: one scheme per group); further formats register a loader here by name. Before any loader runs,
 corrupt or truncated safetensors files and presso.json files of an unknown format_version are refused.
 """
 
@@ -52,8 +52,18 @@ def load_model(model_dir: Path, dtype: str = "float32") -> torch.nn.Module:
         read_presso_file(model_dir / PRESSO_JSON)
     check_checkpoint_files(model_dir)
     loader = _LOADERS.get(method, _load_transformers)
+    if _per_group_dequantize(read_config(model_dir)):
+        from presso.compression.eval.ct_dequantize import load_dequantized as loader
     model = loader(model_dir, DTYPES[dtype])
     return model.eval()
+
+
+def _per_group_dequantize(config: dict) -> bool:
+    """Dense-sparsity compressed-tensors checkpoints marked `dequantize` (asymmetric, packed embeddings):
+    transformers would decompress them with a single config group's scheme (see ct_dequantize.py)."""
+    qc = config.get("quantization_config") or {}
+    sparse = (qc.get("sparsity_config") or {}).get("format")
+    return qc.get("quant_method") == "compressed-tensors" and bool(qc.get("dequantize")) and sparse in (None, "dense")
 
 
 def _load_transformers(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
@@ -78,3 +88,4 @@ def load_tokenizer(model_dir: Path):
 
 # Formats with their own loader register here on import (kept last: they import register_loader).
 from presso.compression.aqlm import loader as _aqlm_loader  # noqa: E402,F401  quant_method "aqlm"
+from presso.compression.prune import loader as _sparse_loader  # noqa: E402,F401  "compressed-tensors" (bitmask)

@@ -6,7 +6,8 @@ upper Cholesky factor of H^-1 (lazy batch updates); dampening adds `damp * mean(
 Group scales are taken from the partially updated weights when a group starts. With `actorder`,
 columns run in order of decreasing diag(H) while group scales are fixed up front from the original
 weights ("static groups", llm-compressor's `actorder: weight`), so groups stay contiguous and no g_idx
-is needed (compressed-tensors >= 0.14 no longer stores one).
+is needed (compressed-tensors >= 0.14 no longer stores one). After a pruning step (LayerStats.keep), pruned
+entries take code = zero point (exactly 0) when their column comes, so the mask survives.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ def quantize_gptq(
         scale, zero = minmax_grid(w, spec)  # (out, G)
     perm = torch.argsort(h.diagonal(), descending=True) if params.actorder else torch.arange(in_features)
     w, h = w[:, perm], h[perm][:, perm]
+    keep = None if stats.keep is None else stats.keep[:, perm]  # (out, in) bool: pruned entries stay 0
     group_of = perm // width  # (in,) group of each (permuted) column
 
     u = _inverse_factor(h, params.damp)  # (in, in) upper
@@ -73,15 +75,18 @@ def quantize_gptq(
             col = i1 + i
             g = int(group_of[col])
             if not static and col % width == 0:  # a new group starts: grid from the updated weights
+                wg = w1[:, i : i + width] if keep is None else w1[:, i : i + width] * keep[:, col : col + width]
                 if params.clip:
                     blocks = h[None, col : col + width, col : col + width]  # (1, width, width)
-                    s_new, z_new = (t[:, 0] for t in clip_search(w1[:, i : i + width], blocks, spec,
+                    s_new, z_new = (t[:, 0] for t in clip_search(wg, blocks, spec,
                                                                  params.clip_grid, params.clip_min))
                 else:
-                    s_new, z_new = grid_params(w1[:, i : i + width], spec)
+                    s_new, z_new = grid_params(wg, spec)
                 scale[:, g], zero[:, g] = s_new, z_new
             s, z = scale[:, g], zero[:, g]  # (out,)
             q = quantize_codes(w1[:, i], s, z, spec)  # (out,)
+            if keep is not None:  # pruned: code = zero point (exact 0); the error still propagates
+                q = torch.where(keep[:, col], q, z)
             codes[:, col] = q
             err = (w1[:, i] - (q - z) * s) / u1[i, i]  # (out,)
             w1[:, i:] -= err[:, None] * u1[i, i:][None, :]

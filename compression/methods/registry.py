@@ -1,6 +1,8 @@
-"""Registry of weight-quantization methods, keyed by the name a recipe step uses.
+"""Registry of weight-quantization and pruning methods, keyed by the name a recipe step uses.
 
-A method turns one Linear (+ its calibration statistics) into a QuantizedWeight. Methods that need a
+A method turns one Linear (+ its calibration statistics) into a QuantizedWeight (`quantize`), or prunes
+it (`prune`, presso.compression.prune: -> PrunedWeight with a keep-mask; `joint` methods also quantize
+the kept weights when the step sets bits). Methods that need a
 layer-level transform first (AWQ folds per-channel scales into the previous op) also supply
 `prepare_layer`, which gets the whole decoder layer and a callback that replays the calibration inputs.
 Other packages (e.g. presso.compression.aqlm) add methods with `register_method(Method(...))`.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from pydantic import BaseModel
@@ -23,6 +26,7 @@ BUILTIN_MODULES = [
     "presso.compression.methods.rtn",
     "presso.compression.methods.gptq",
     "presso.compression.methods.awq",
+    "presso.compression.prune.methods",
 ]
 
 
@@ -48,6 +52,7 @@ class LayerStats:
 
     hessian: torch.Tensor | None  # (in, in) fp32, 2/n * sum_t x_t x_t^T over n calibration tokens
     tokens: int
+    keep: torch.Tensor | None = None  # (out, in) bool mask of an earlier pruning step; quantizers keep 0 there
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,16 +68,27 @@ class LayerContext:
 
 QuantizeFn = Callable[[torch.nn.Linear, "LayerStats | None", GridSpec, BaseModel], QuantizedWeight]
 PrepareFn = Callable[[LayerContext, BaseModel], dict]
+PruneFn = Callable[..., Any]  # (linear, stats, SparsitySpec, grid, params) -> prune.types.PrunedWeight
 
 
 @dataclass(frozen=True, slots=True)
 class Method:
     name: str
-    quantize: QuantizeFn
+    quantize: QuantizeFn | None  # None for prune-only methods
     params: type[BaseModel]  # pydantic schema of the recipe step's `params` (validated at the edge)
     needs_hessian: bool = False  # whether `quantize` reads LayerStats.hessian
     prepare_layer: PrepareFn | None = None  # returns a JSON-able summary for the report
     description: str = field(default="")
+    prune: PruneFn | None = None  # set by pruning methods
+    joint: bool = False  # `prune` also quantizes the kept weights when the step sets bits
+
+    @property
+    def prunes(self) -> bool:
+        return self.prune is not None
+
+    @property
+    def quantizes(self) -> bool:
+        return self.quantize is not None or self.joint
 
     @property
     def needs_calibration(self) -> bool:
@@ -105,5 +121,5 @@ def available_methods() -> list[str]:
 def get_method(name: str) -> Method:
     _load_builtins()
     if name not in _METHODS:
-        raise PressoInputError(f"unknown quantization method {name!r} (known: {', '.join(available_methods())})")
+        raise PressoInputError(f"unknown method {name!r} (known: {', '.join(available_methods())})")
     return _METHODS[name]

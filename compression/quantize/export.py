@@ -5,6 +5,10 @@ names) -> apply_quantization_config -> weight_scale / weight_zero_point set from
 already hold the dequantized values) -> ModelCompressor(...pack-quantized).compress_model -> a check that
 the packed codes unpack to exactly our codes -> save_pretrained + update_config. The result loads with
 plain `transformers.AutoModelForCausalLM.from_pretrained`.
+
+Pruned Linears (QuantizedLayer.mask): quantized ones keep their zeros as codes == zero point (a symmetric
+grid's code 0), recorded by a `sparsity_config` of format `dense`; a checkpoint with pruning only is
+written by presso.compression.prune.bitmask (`sparse-bitmask` / `sparse-24-bitmask`, or `dense`).
 """
 
 from __future__ import annotations
@@ -46,10 +50,24 @@ def unpack_codes(module: torch.nn.Module, spec: GridSpec) -> torch.Tensor:
 
 
 @torch.no_grad()
-def export_compressed(model: torch.nn.Module, layers: list[QuantizedLayer], out: Path) -> None:
+def export_compressed(model: torch.nn.Module, layers: list[QuantizedLayer], out: Path,
+                      sparse_format: str = "bitmask") -> str:
+    """-> the checkpoint format written, e.g. "compressed-tensors/pack-quantized". `sparse_format`
+    ("bitmask" | "dense") applies to checkpoints with pruning only."""
     from compressed_tensors.compressors import ModelCompressor
     from compressed_tensors.quantization import apply_quantization_config
 
+    from presso.compression.prune import bitmask
+
+    pruned_layers = layers
+    layers = [q for q in layers if q.weight is not None]
+    if not layers:  # pruning only
+        fmt = bitmask.choose_format(pruned_layers, sparse_format)
+        model.save_pretrained(out)
+        if fmt != "dense":
+            bitmask.write_sparse_tensors(out, pruned_layers, fmt)
+        bitmask.add_sparsity_config(out / "config.json", bitmask.sparsity_config(pruned_layers, fmt), True)
+        return f"compressed-tensors/{fmt}"
     modules = dict(model.named_modules())
     apply_quantization_config(model, quantization_config(layers), show_progress=False)
     for q in layers:
@@ -67,6 +85,9 @@ def export_compressed(model: torch.nn.Module, layers: list[QuantizedLayer], out:
     compressor.update_config(str(out))
     if any(not q.plan.spec.symmetric for q in layers):
         _dequantize_on_load(out / "config.json")
+    if any(q.mask is not None for q in pruned_layers):
+        bitmask.add_sparsity_config(out / "config.json", bitmask.sparsity_config(pruned_layers, "dense"), False)
+    return "compressed-tensors/pack-quantized"
 
 
 def _dequantize_on_load(config_path: Path) -> None:

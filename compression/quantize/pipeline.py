@@ -1,8 +1,8 @@
 """`presso compress`: model dir + recipe (+ calibration text, + eval text) -> checkpoint directory.
 
-load fp32 model -> resolve plan -> [perplexity before] -> sequential quantization -> in a temp dir:
-compressed-tensors export, tokenizer, [perplexity after, re-loaded from the written files through
-transformers], presso.json, report.json -> rename to --out. Any failure leaves no --out behind.
+load fp32 model -> [perplexity before] -> [structured pruning] -> resolve plan -> sequential quantization
+-> [embedding RTN] -> in a temp dir: compressed-tensors export (dense when nothing is quantized), tokenizer,
+[perplexity after, re-loaded from the written files through transformers], presso.json, report.json -> rename to --out. Any failure leaves no --out behind.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from presso.compression.calibration import calibration_windows, quantize_model
+from presso.compression.calibration.sequential import QuantizeResult
 from presso.compression.checkpoint.atomic import atomic_directory, check_output_dir
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import (
@@ -22,13 +23,17 @@ from presso.compression.checkpoint.presso_files import (
     library_versions,
     write_presso_file,
 )
+from presso.compression.checkpoint.safetensors_check import tensor_bytes
 from presso.compression.eval import loader
 from presso.compression.eval.perplexity import perplexity, token_windows
 from presso.compression.eval.run import evaluate, tokenize_text
+from presso.compression.kv_rvq import stage as kv_stage
 from presso.compression.methods import get_method
+from presso.compression.quantize.embedding import embedding_report, finish_tied_embedding, quantize_embedding
 from presso.compression.quantize.export import export_compressed
 from presso.compression.quantize.report import build_report
 from presso.compression.recipes import load_recipe, recipe_to_dict, resolve_plan
+from presso.compression.structured.prune import prune_structured
 from presso.kernels import envs
 
 
@@ -45,6 +50,11 @@ class CompressOptions:
     eval_ctx: int = 1024
     batch_size: int = 8
     progress: bool = True
+    target_bits: float | None = None  # mixed precision: overrides the recipe's mixed.target_bits
+    kv: str | None = None  # `rvq[:stages=S,...]`: KV-cache codebooks calibrated into the checkpoint
+    target_size: str | None = None  # ... or its mixed.target_size ("60MB")
+    sparse_format: str = "bitmask"  # pruning-only checkpoints: "bitmask" (sparse-(24-)bitmask) or "dense"
+    before_perplexity: float | None = None  # the dense model's, when known (a sweep's dense point): not re-run
 
 
 def _dense_perplexity(model, tokenizer, opts: CompressOptions) -> float:
@@ -62,6 +72,7 @@ def compress(opts: CompressOptions) -> dict:
         torch.set_num_threads(envs.num_threads())
     check_output_dir(opts.out)
     recipe = load_recipe(opts.recipe)
+    kv_spec = kv_stage.parse(opts.kv, opts.calib)
     tokenizer = loader.load_tokenizer(opts.model_dir)
     if opts.eval_text is not None:
         limit = loader.read_config(opts.model_dir).get("max_position_embeddings")
@@ -71,32 +82,79 @@ def compress(opts: CompressOptions) -> dict:
         raise PressoInputError(f"{opts.model_dir} is already quantized; compress a dense model")
     model = loader.load_model(opts.model_dir, "float32")
     params = sum(p.numel() for p in model.parameters())  # logical parameters, tied weights once
-    plans = resolve_plan(recipe, model)
-    needs = sorted({p.method for p in plans if get_method(p.method).needs_calibration})
+    needs = sorted({s.method for s in recipe.steps if get_method(s.method).needs_calibration})
+    if recipe.structured is not None:
+        needs.insert(0, "structured pruning")
+    if recipe.mixed is not None:
+        needs.append("mixed precision")
+    elif opts.target_bits is not None or opts.target_size is not None:
+        raise PressoInputError(f"--target-bits/--target-size need a recipe with a `mixed` section, not {opts.recipe!r} "
+                               "(e.g. --recipe mixed-gptq-3.5)")
     if needs and opts.calib is None:
         raise PressoInputError(f"method {', '.join(needs)} needs calibration data: pass --calib SPEC")
+    if recipe.distill is not None:  # KD after the steps (compression/distill): text checked before any work
+        from presso.compression.distill.stage import check_spec, distill_in_place
+
+        check_spec(recipe.distill, opts.calib, opts.eval_text)
     windows = None
     if opts.calib is not None:
         windows = calibration_windows(tokenizer, opts.calib, opts.calib_samples, opts.calib_len)
-    before = _dense_perplexity(model, tokenizer, opts) if opts.eval_text else None
-    result = quantize_model(model, plans, windows, opts.batch_size, opts.progress)
+    before = opts.before_perplexity
+    if before is None and opts.eval_text:
+        before = _dense_perplexity(model, tokenizer, opts)
+    pruned = None  # structured pruning first: the steps then quantize the smaller model
+    if recipe.structured is not None:
+        pruned = prune_structured(model, recipe.structured, windows, opts.batch_size, opts.progress)
+    mixed = None  # a `mixed` section becomes ordinary steps here (compression/mixed), on the final shapes
+    if recipe.mixed is not None:
+        from presso.compression.mixed.expand import expand_mixed
+
+        recipe, mixed = expand_mixed(recipe, model, windows, opts.target_bits, opts.target_size, opts.progress)
+    plans = resolve_plan(recipe, model)
+    result = quantize_model(model, plans, windows, opts.batch_size, opts.progress) if plans else QuantizeResult([], {})
+    embedding = quantize_embedding(model, recipe.embeddings) if recipe.embeddings is not None else None
+    tied = bool(getattr(model.config, "tie_word_embeddings", False))
+    kv = kv_stage.calibrate(model, windows, kv_spec, opts.progress)  # K/V of the model as served
+    fmt = "dense"
     with atomic_directory(opts.out) as tmp:
-        export_compressed(model, result.layers, tmp)
+        if result.layers or embedding is not None:
+            fmt = export_compressed(model, result.layers + ([embedding] if embedding is not None else []), tmp,
+                                    opts.sparse_format)
+            if embedding is not None:
+                finish_tied_embedding(tmp, tied)
+        else:  # structured pruning alone: a plain (smaller) dense checkpoint
+            model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         del model
+        distilled = None if recipe.distill is None else distill_in_place(
+            tmp, opts.model_dir, recipe.distill, opts.calib, opts.eval_text, opts.progress)
         after = None
         if opts.eval_text:
             after = evaluate(tmp, opts.eval_text, ctx=opts.eval_ctx, max_tokens=opts.eval_tokens,
                              progress=opts.progress).perplexity
         write_presso_file(tmp, PRESSO_JSON, {
-            "kind": "quantized",
-            "format": "compressed-tensors/pack-quantized",
+            "kind": "quantized" if embedding is not None or any(q.weight is not None for q in result.layers)
+            else "pruned",
+            "format": fmt,
             "source_model": str(opts.model_dir),
             "recipe": recipe_to_dict(recipe),
             "calibration": None if windows is None else
             {"text": opts.calib, "samples": opts.calib_samples, "length": opts.calib_len},
             "versions": library_versions(),
+            **({"mixed": mixed} if mixed is not None else {}),
+            **kv_stage.presso_entry(kv),
         })
         report = build_report(opts, tmp, result, params, before, after, time.perf_counter() - start)
+        report["format"] = fmt
+        if pruned is not None:  # sizes above compare with the ORIGINAL model's parameters (`params`)
+            report["structured"] = pruned.to_report()
+        if mixed is not None:
+            report["mixed"] = mixed
+        if kv is not None:  # written after the size report, which counts weights only
+            report["kv_cache"] = kv_stage.write(tmp, kv)
+        if embedding is not None:
+            report["embeddings"] = embedding_report(tmp, embedding, tensor_bytes(tmp))
+        if distilled is not None:
+            report["distill"] = distilled
         write_presso_file(tmp, REPORT_JSON, report)
     return report

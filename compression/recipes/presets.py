@@ -14,6 +14,10 @@ def _step(method: str, bits: int, group, params: dict | None = None) -> dict:
     return {"method": method, "bits": bits, "group_size": group, "symmetric": True, "params": params or {}}
 
 
+def _prune(method: str, sparsity) -> dict:
+    return {"method": method, "sparsity": sparsity, "params": {}}
+
+
 PRESETS: dict[str, dict] = {
     "w8": {"name": "w8", "steps": [_step("rtn", 8, "channel")]},
     "w4g64": {"name": "w4g64", "steps": [_step("rtn", 4, 64)]},
@@ -23,4 +27,21 @@ PRESETS: dict[str, dict] = {
     "gptq-w3g64": {"name": "gptq-w3g64", "steps": [_step("gptq", 3, 64, _GPTQ)]},
     "gptq-w2g64": {"name": "gptq-w2g64", "steps": [_step("gptq", 2, 64, _GPTQ)]},
     "awq-w4g64": {"name": "awq-w4g64", "steps": [_step("awq", 4, 64)]},
+    # Mixed precision (compression/mixed): GPTQ with one grid per Linear, chosen by measured sensitivity
+    # so that the Linears average 3.0 / 3.5 bits per weight, scales included.
+    **{f"mixed-gptq-{t}": {"name": f"mixed-gptq-{t}", "mixed": {
+        "target_bits": float(t), "method": "gptq", "params": _GPTQ,
+        "candidates": ["w2g64", "w3", "w3g64", "w4", "w4g64", "w8"],
+        # sensitivities measure GPTQ without the clip search: per channel it costs ~20x GPTQ itself
+        "error_params": {**_GPTQ, "clip": False}}} for t in ("3.0", "3.5")},
+    # Pruning (compression/prune): 50 % unstructured and 2:4 per method; sparsegpt-2of4-w4g64 prunes and
+    # quantizes in one OBS pass. The sequential orders are example YAMLs in docs/recipes/.
+    **{f"{m}-{tag}": {"name": f"{m}-{tag}", "steps": [_prune(m, sparsity)]}
+       for m in ("magnitude", "wanda", "sparsegpt") for tag, sparsity in (("50", 0.5), ("2of4", "2:4"))},
+    "sparsegpt-2of4-w4g64": {"name": "sparsegpt-2of4-w4g64",
+                             "steps": [{**_step("sparsegpt", 4, 64), "sparsity": "2:4"}]},
+    # Structured pruning alone (MLP channels, least-squares compensated; see compression/structured).
+    **{f"structured-{p}": {"name": f"structured-{p}", "structured": {"ratio": p / 100, "mlp": True,
+                                                                      "heads": False, "compensate": True}}
+       for p in (10, 20, 30)},
 }

@@ -14,6 +14,8 @@ method's own params (validated later against the method's schema, see load.py). 
         symmetric: true
         group_fallback: error                # error | largest-divisor | channel
         params: {damp: 0.01, actorder: true}
+      - method: wanda                        # pruning: magnitude | wanda | sparsegpt
+        sparsity: "2:4"                      # ratio in (0, 1) or "N:M"; sparsegpt + bits = joint pass
 """
 
 from __future__ import annotations
@@ -21,7 +23,12 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from presso.compression.distill.spec import DistillSpec
+from presso.compression.mixed.schema import MixedSpec
+from presso.compression.recipes.embeddings import EmbeddingQuant
+from presso.compression.structured.spec import Structured
 
 DEFAULT_IGNORE = ["lm_head", "re:.*embed_tokens", "re:.*wte", "re:.*wpe"]
 GROUP_SIZES = (32, 64, 128)
@@ -33,11 +40,51 @@ class Step(BaseModel):
     method: str = Field(description="registered method name (rtn, gptq, awq, ...)")
     targets: list[str] = Field(default_factory=lambda: ["Linear"], min_length=1)
     ignore: list[str] = Field(default_factory=lambda: list(DEFAULT_IGNORE))
-    bits: Literal[2, 3, 4, 8]
+    # sparsity before bits: the bits check reads it. A step sets bits (quantize), sparsity (prune) or both
+    # (joint methods such as sparsegpt); see presso.compression.prune.
+    sparsity: float | str | None = Field(None, validate_default=True,
+                                         description='unstructured ratio in (0, 1) or "N:M" such as "2:4"')
+    bits: Literal[2, 3, 4, 8] | None = Field(None, validate_default=True)
     group_size: Literal[32, 64, 128, "channel"] = "channel"
     symmetric: bool = True
     group_fallback: Literal["error", "largest-divisor", "channel"] = "error"
     params: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("sparsity")
+    @classmethod
+    def _sparsity_fits_method(cls, value, info: ValidationInfo):
+        from presso.compression.methods.registry import available_methods, get_method
+        from presso.compression.prune.spec import parse_sparsity
+
+        method = info.data.get("method")
+        prunes = method in available_methods() and get_method(method).prunes
+        if value is None:
+            if prunes:
+                raise ValueError(f"method {method} prunes: set a sparsity (ratio in (0, 1) or 'N:M')")
+            return value
+        if method in available_methods() and not prunes:
+            raise ValueError(f"method {method} does not prune (pruning methods: magnitude, wanda, sparsegpt)")
+        parse_sparsity(value)
+        return value
+
+    @field_validator("bits")
+    @classmethod
+    def _bits_fit_method(cls, value, info: ValidationInfo):
+        from presso.compression.methods.registry import available_methods, get_method
+
+        method = info.data.get("method")
+        if value is None and "sparsity" in info.data and info.data["sparsity"] is None:
+            raise ValueError("a step needs bits (quantize), sparsity (prune) or both")
+        if value is not None and method in available_methods() and not get_method(method).quantizes:
+            raise ValueError(f"method {method} prunes only; quantize in a separate step (or use sparsegpt)")
+        return value
+
+    @property
+    def sparsity_spec(self):
+        """-> presso.compression.prune.SparsitySpec or None."""
+        from presso.compression.prune.spec import parse_sparsity
+
+        return None if self.sparsity is None else parse_sparsity(self.sparsity)
 
     @field_validator("method")
     @classmethod
@@ -67,4 +114,18 @@ class Recipe(BaseModel):
 
     format_version: Literal[1] = 1
     name: str | None = None
-    steps: list[Step] = Field(min_length=1)
+    structured: Structured | None = None  # applied first, before the steps (compression/structured)
+    embeddings: EmbeddingQuant | None = None  # RTN of the (tied) input embedding (compression/quantize/embedding)
+    mixed: MixedSpec | None = None  # generates the steps: one bit width per Linear (compression/mixed)
+    steps: list[Step] = Field(default_factory=list, validate_default=True)
+    distill: DistillSpec | None = None  # KD against the dense source, after the steps (compression/distill)
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_or_structured(cls, value: list[Step], info: ValidationInfo) -> list[Step]:
+        mixed = info.data.get("mixed", "invalid")  # absent: mixed failed validation
+        if value and isinstance(mixed, MixedSpec):
+            raise ValueError("`mixed` generates the steps: give `steps` or `mixed`, not both")
+        if not value and info.data.get("structured", "invalid") is None and mixed is None:
+            raise ValueError("at least one step is required (or a top-level `structured` or `mixed` block)")
+        return value

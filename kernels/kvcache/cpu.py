@@ -1,4 +1,6 @@
-"""Fast CPU attention over RVQ codes, never decoding the cache.
+"""Fast CPU KV-cache ops: attention over RVQ codes (never decoding the cache) and KIVI-2bit unpacking.
+
+KIVI: one (256, 4) table lookup per packed byte instead of four shift-and-mask passes.
 
 Scores: q·k_t = rms_t * Σ_{g,s} (q_g · codebook_s)[code_{t,g,s}]: one (Hq, ng, S, C) table per query,
 then a gather-sum over the T tokens' codes.  Values: Σ_t p_t v_t = unperm(Σ_{g,s} A[g,s,:] @
@@ -57,3 +59,24 @@ def rvq_attend(q: torch.Tensor, k_codes, k_rms, v_codes, v_rms, k_books, v_books
     """One query position over T cached tokens from codes only: q (Hq, D) -> (Hq, D) fp32."""
     p = (rvq_scores(q, k_codes, k_rms, k_books, k_perm) * scale).softmax(-1)
     return rvq_weighted_sum(p, v_codes, v_rms, v_books, v_perm)
+
+
+_NIBBLES = ((torch.arange(256)[:, None] >> torch.tensor([0, 2, 4, 6])) & 3).float()  # (256, 4) fp32
+
+
+def _unpack2_float(packed: torch.Tensor) -> torch.Tensor:
+    """(..., D/4) uint8 -> (..., D) fp32 codes via the byte table."""
+    return _NIBBLES[packed.long()].flatten(-2)
+
+
+@register("kv_kivi_keys_decode", "cpu")
+def kivi_keys_decode(packed: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """packed (F, BS, H, D/4), scale/lo (F, H, D) fp16 -> (F, BS, H, D) fp32."""
+    return torch.addcmul(lo.float().unsqueeze(1), _unpack2_float(packed), scale.float().unsqueeze(1))
+
+
+@register("kv_kivi_values_decode", "cpu")
+def kivi_values_decode(packed: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """packed (N, H, D/4), scale/lo (N, H, ng) fp16 -> (N, H, D) fp32."""
+    codes = _unpack2_float(packed).unflatten(-1, (scale.shape[-1], -1))  # (N, H, ng, G)
+    return torch.addcmul(lo.float().unsqueeze(-1), codes, scale.float().unsqueeze(-1)).flatten(-2)

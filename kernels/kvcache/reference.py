@@ -1,8 +1,9 @@
 """Reference KV quantizers: the readable spec of the int8, KIVI-2bit and RVQ layouts.
 
 Shapes: tokens x (N, H, D) float.  int8: q (N, H, D) int8 + scale (N, H, 1) fp16 (symmetric, per
-token-head).  KIVI-2bit: keys per channel over a group of tokens, values per token; codes uint8 in
-[0, 3] (4 per byte when packed by the cache) + fp16 scale/min.  RVQ (arXiv 2410.15704): each vector
+token-head).  KIVI-2bit: keys per channel over the tokens of one cache block, values per token over
+groups of channels; codes in [0, 3] packed 4 per byte along D (code j in bits 2*(j % 4)) + fp16
+scale/min.  RVQ (arXiv 2410.15704): each vector
 is divided by its RMS (stored fp16), its channels permuted so group j holds channels j, j+ng, ...
 (non-contiguous grouping, used for keys) or left contiguous, cut into ng groups of G channels, and each
 group coded by S residual stages of a C-entry codebook shared by all heads and groups of a layer:
@@ -31,21 +32,51 @@ def int8_decode(q: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return q.float() * scale.float()
 
 
-def kivi_encode(x: torch.Tensor, per_channel: bool, bits: int = 2):
-    """Asymmetric `bits`-bit codes. per_channel: stats over tokens (dim 0) per (head, channel) — KIVI's
-    keys; else per token-head over channels — KIVI's values. Returns codes uint8, scale, minimum (fp16)."""
-    dim = 0 if per_channel else -1
+def kivi_encode(x: torch.Tensor, dim: int, bits: int = 2):
+    """Asymmetric `bits`-bit codes with min/max statistics over `dim` (kept as size 1): the token dim of
+    a block of keys (KIVI's per-channel keys) or the channel-group dim of values (per-token values).
+    Returns codes uint8 in [0, 2**bits - 1], scale and minimum fp16."""
     lo = x.float().amin(dim, keepdim=True)
     hi = x.float().amax(dim, keepdim=True)
     levels = 2**bits - 1
+    # Round the statistics to their stored fp16 first, so encode and decode use the very same grid.
     scale = ((hi - lo) / levels).clamp_min(EPS).to(torch.float16)
     lo = lo.to(torch.float16)
-    codes = torch.round((x.float() - lo.float()) / scale.float()).clamp(0, levels).to(torch.uint8)
-    return codes, scale, lo
+    return kivi_codes(x, scale, lo, levels), scale, lo
+
+
+def kivi_codes(x: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor, levels: int = 3) -> torch.Tensor:
+    """Codes of x on a given grid (broadcast scale/lo), clamped to [0, levels]: uint8."""
+    return torch.round((x.float() - lo.float()) / scale.float()).clamp(0, levels).to(torch.uint8)
 
 
 def kivi_decode(codes: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
     return codes.float() * scale.float() + lo.float()
+
+
+def pack2(codes: torch.Tensor) -> torch.Tensor:
+    """(..., D) uint8 codes in [0, 3] -> (..., D/4) uint8, code j in bits 2*(j % 4) of byte j // 4."""
+    c = codes.to(torch.uint8).unflatten(-1, (-1, 4))
+    return c[..., 0] | (c[..., 1] << 2) | (c[..., 2] << 4) | (c[..., 3] << 6)
+
+
+def unpack2(packed: torch.Tensor) -> torch.Tensor:
+    """(..., D/4) uint8 -> (..., D) uint8 codes in [0, 3]."""
+    shifts = torch.tensor([0, 2, 4, 6], dtype=torch.uint8)
+    return ((packed.unsqueeze(-1) >> shifts) & 3).flatten(-2)
+
+
+@register("kv_kivi_keys_decode", "reference")
+def kivi_keys_decode(packed: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """Blocks of keys: packed (F, BS, H, D/4), scale/lo (F, H, D) fp16 -> (F, BS, H, D) fp32."""
+    return kivi_decode(unpack2(packed), scale.unsqueeze(1), lo.unsqueeze(1))
+
+
+@register("kv_kivi_values_decode", "reference")
+def kivi_values_decode(packed: torch.Tensor, scale: torch.Tensor, lo: torch.Tensor) -> torch.Tensor:
+    """Tokens of values: packed (N, H, D/4), scale/lo (N, H, ng) fp16 -> (N, H, D) fp32."""
+    codes = unpack2(packed).unflatten(-1, (scale.shape[-1], -1))  # (N, H, ng, G)
+    return kivi_decode(codes, scale.unsqueeze(-1), lo.unsqueeze(-1)).flatten(-2)
 
 
 def group_permutation(dim: int, group: int, interleaved: bool) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Benchmarks of the serving engine against plain transformers (`presso bench engine`).
+"""Benchmarks of the serving engine: vs plain transformers (`presso bench engine`), per KV codec (`bench kv`).
 
 Only the argparse registration lives here, so the console script does not import torch to build its parser.
 """
@@ -10,6 +10,12 @@ def _engine(args) -> int:
     from presso.server.bench import engine_bench
 
     return engine_bench.command(args)
+
+
+def _kv(args) -> int:
+    from presso.server.bench import kv_bench
+
+    return kv_bench.command(args)
 
 
 def _bench_subparsers(sub):
@@ -24,7 +30,7 @@ def _bench_subparsers(sub):
 
 
 def register(sub) -> None:
-    """Adds `presso bench engine` to the console script."""
+    """Adds `presso bench engine` and `presso bench kv` to the console script."""
     bench = _bench_subparsers(sub)
     p = bench.add_parser("engine", help="presso engine vs transformers generate(): decode and aggregate tok/s")
     p.add_argument("--model", required=True, help="model dir or pulled name")
@@ -40,3 +46,17 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for both engines (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_engine)
+
+    k = bench.add_parser("kv", help="engine decode tok/s per KV-cache codec (ratios vs the first)")
+    k.add_argument("--model", required=True, help="model dir or pulled name")
+    k.add_argument("--kv-caches", default="bf16,int8,kivi2",
+                   help="comma list of CODEC or CODEC=MODEL_DIR (an RVQ setting is a checkpoint with codebooks)")
+    k.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    k.add_argument("--batches", default="1,32")
+    k.add_argument("--prompt-len", type=int, default=64)
+    k.add_argument("--tokens", type=int, default=32)
+    k.add_argument("--kv-cache-memory", default="1GiB")
+    k.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    k.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    k.add_argument("--json", action="store_true")
+    k.set_defaults(func=_kv)

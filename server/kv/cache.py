@@ -12,7 +12,7 @@ import re
 import psutil
 import torch
 
-from presso.server.kv import quant_codecs  # noqa: F401  (registers the int8 and rvq codecs)
+from presso.server.kv import kivi_codec, quant_codecs  # noqa: F401  (register the int8, kivi2, rvq codecs)
 from presso.server.kv.codecs import KV_CODECS, KVCodec
 
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
@@ -50,7 +50,7 @@ class KVCache:
     def __init__(self, codec_name: str, num_layers: int, num_kv_heads: int, head_dim: int, block_size: int,
                  memory: str | int | float, model_dir=None, num_blocks: int | None = None):
         self.codec_name = codec_name
-        self.codecs: list[KVCodec] = [KV_CODECS[codec_name](num_kv_heads, head_dim, model_dir, i)
+        self.codecs: list[KVCodec] = [KV_CODECS[codec_name](num_kv_heads, head_dim, model_dir, i, block_size)
                                       for i in range(num_layers)]
         self.block_size = block_size
         per_block = block_size * sum(c.bytes_per_token() for c in self.codecs)

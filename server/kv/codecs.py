@@ -28,10 +28,11 @@ class KVCodec:
     name: ClassVar[str] = ""
     plain: ClassVar[bool] = False
 
-    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0):
-        self.num_kv_heads, self.head_dim = num_kv_heads, head_dim
+    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0, block_size: int = 16):
+        self.num_kv_heads, self.head_dim, self.block_size = num_kv_heads, head_dim, block_size
 
     def bytes_per_token(self) -> int:
+        """Bytes one token's K and V take in this layer, per-block overheads amortised (rounded up)."""
         raise NotImplementedError
 
     def allocate(self, num_blocks: int, block_size: int) -> dict[str, torch.Tensor]:

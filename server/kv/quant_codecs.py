@@ -61,8 +61,8 @@ def _codebooks(model_dir: str):
 
 @register_codec("rvq")
 class RVQCodec(KVCodec):
-    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0):
-        super().__init__(num_kv_heads, head_dim, model_dir, layer)
+    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0, block_size: int = 16):
+        super().__init__(num_kv_heads, head_dim, model_dir, layer, block_size)
         if model_dir is None:
             raise ValueError("kv_cache_dtype 'rvq' needs a checkpoint with presso_kv.safetensors")
         spec, layers = _codebooks(str(model_dir))

@@ -77,15 +77,20 @@ class DenseLinear(LinearMethod):
 
 @register_linear("sparse-bitmask", "sparse-24-bitmask")
 class SparseLinear(DenseLinear):
-    """Stored compressed (bitmask + values); computed dense, which is faster on CPU at 50% sparsity."""
+    """Stored compressed (bitmask + values); computed dense, which is faster on CPU at 50% sparsity.
+
+    Tensors are keyed `m.compressed` / `m.bitmask` / `m.shape` (compressed-tensors' last writer and presso's;
+    `m.shape` is (2,) or (2, 1)) or, in older releases, `m.weight.compressed` etc.
+    """
 
     def load(self, source) -> None:
         decompress = kernels.get("sparse_decompress")
         parts = []
         for p in self.prefixes:
-            shape = tuple(int(s) for s in self._read(source, f"{p}.weight.shape").tolist())
-            parts.append(decompress(self._read(source, f"{p}.weight.compressed"),
-                                    self._read(source, f"{p}.weight.bitmask"), shape))
+            base = p if source.has(f"{p}.compressed") else f"{p}.weight"
+            shape = tuple(int(s) for s in self._read(source, f"{base}.shape").reshape(-1).tolist())
+            parts.append(decompress(self._read(source, f"{base}.compressed"),
+                                    self._read(source, f"{base}.bitmask"), shape))
         self.weight = nn.Parameter(torch.cat(parts).to(self.dtype).contiguous(), requires_grad=False)
         self._load_bias(source)
 

@@ -1,8 +1,10 @@
 """The Llama family on presso's layers: Llama, Mistral, Qwen2 (qkv bias), SmolLM2.
 
 GQA attention over the paged KV cache, RoPE with scaling variants, SwiGLU MLP, RMSNorm, optional tied
-embeddings. q/k/v and gate/up are merged linears (one matmul each). Mistral's sliding window is not
-applied (full attention), which is exact for contexts within the window.
+embeddings (dense, or packed-integer: server/layers/embedding.py). q/k/v and gate/up are merged linears
+(one matmul each). Mistral's sliding window is not applied (full attention), which is exact for contexts
+within the window. Structurally pruned checkpoints load as is: shapes come from the config (explicit
+head_dim, fewer q heads per KV head, smaller intermediate_size).
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ from torch import nn
 from presso.kernels.attention.types import PagedBatch
 from presso.server.kv.cache import KVCache
 from presso.server.layers.attention import paged_attention
+from presso.server.layers.embedding import QuantizedEmbedding
 from presso.server.layers.linear import make_linear
 from presso.server.layers.norms import RMSNorm
-from presso.server.layers.quant_config import QuantConfig
+from presso.server.layers.quant_config import INT_CODECS, QuantConfig
 from presso.server.layers.rotary import Rotary, apply_rotary
 from presso.server.models.base import CausalLM
 
@@ -69,6 +72,11 @@ class LlamaForCausalLM(CausalLM):
         self.num_kv_heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
         self.num_layers = cfg["num_hidden_layers"]
         self.embed = nn.Parameter(torch.empty(0, dtype=dtype), requires_grad=False)  # (V, hidden)
+        espec = qc.spec_for("model.embed_tokens", "Embedding")
+        self.qembed = None  # a packed-integer embedding (and tied head) replaces `embed`
+        if espec.codec in INT_CODECS:
+            self.qembed = QuantizedEmbedding(["model.embed_tokens"], hidden, [cfg["vocab_size"]], False, espec,
+                                             dtype)
         self.layers = nn.ModuleList(LlamaLayer(cfg, i, qc, dtype, self.head_dim) for i in range(self.num_layers))
         self.norm = RMSNorm(hidden, cfg.get("rms_norm_eps", 1e-6), dtype)
         self.rotary = Rotary(cfg, self.head_dim)
@@ -79,7 +87,9 @@ class LlamaForCausalLM(CausalLM):
                                        qc.spec_for("lm_head"), dtype)
 
     def plain_params(self, source):
-        out = [(self.embed, "model.embed_tokens.weight"), (self.norm.weight, "model.norm.weight")]
+        out = [(self.norm.weight, "model.norm.weight")]
+        if self.qembed is None:
+            out.append((self.embed, "model.embed_tokens.weight"))
         for layer in self.layers:
             out += [(layer.ln1.weight, f"{layer.prefix}.input_layernorm.weight"),
                     (layer.ln2.weight, f"{layer.prefix}.post_attention_layernorm.weight")]
@@ -87,7 +97,10 @@ class LlamaForCausalLM(CausalLM):
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,
                 kv: KVCache) -> torch.Tensor:
-        x = F.embedding(input_ids, self.embed)  # (T, hidden)
+        if self.qembed is not None:
+            x = self.qembed.lookup(input_ids)  # (T, hidden), only these rows dequantized
+        else:
+            x = F.embedding(input_ids, self.embed)  # (T, hidden)
         cos, sin = self.rotary.cos_sin(positions, self.dtype)
         for layer, codec, pages in zip(self.layers, kv.codecs, kv.layers, strict=True):
             x = layer(x, cos, sin, batch, codec, pages, self.attn_kernel)
@@ -95,13 +108,15 @@ class LlamaForCausalLM(CausalLM):
 
     def head_weight(self) -> torch.Tensor | None:
         if self.tied:
-            return self.embed
+            return None if self.qembed is not None else self.embed
         return getattr(self.lm_head, "weight", None)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """hidden (N, hidden) -> (N, V) fp32."""
         if self.head_kernel is not None:
             return self.head_kernel(hidden).float()
+        if self.tied and self.qembed is not None:
+            return self.qembed(hidden).float()  # the packed embedding through the wq_linear kernels
         if self.tied:
             return F.linear(hidden, self.embed).float()
         return self.lm_head(hidden).float()

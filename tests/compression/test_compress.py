@@ -119,7 +119,7 @@ def test_cli_compress_input_errors(tiny_llama_dir, tmp_path, cli, args, message)
 def test_failed_run_leaves_no_checkpoint(tiny_llama_dir, tmp_path, monkeypatch):
     from presso.compression.quantize import pipeline
 
-    def explode(model, layers, out):
+    def explode(model, layers, out, *rest):
         (out / "model.safetensors").write_bytes(b"half")
         raise RuntimeError("disk full")
 

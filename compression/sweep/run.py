@@ -1,0 +1,142 @@
+"""`presso sweep`: run every point of a grid, resumably, then write the table and the Pareto plot.
+
+grid.yaml -> for each point: OUT/points/NAME/report.json exists? skip : compress() into OUT/points/NAME
+(atomic: a point that fails leaves no directory, its one-line error is recorded and the sweep goes on)
+or, for `dense: true`, evaluate the model itself -> OUT/results.{md,csv,json} + OUT/pareto.png.
+Inline recipes are written to OUT/recipes/NAME.yaml first, so every point is reproducible from OUT.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from presso.compression.checkpoint.atomic import atomic_directory
+from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.checkpoint.presso_files import REPORT_JSON, read_presso_file, write_presso_file
+from presso.compression.recipes.presets import PRESETS
+from presso.compression.report.pareto import ParetoPoint, plot_pareto
+from presso.compression.sweep.grid import Grid, Point, load_grid
+from presso.compression.sweep.results import SweepRow, row_from_report, write_results
+
+
+@dataclass(frozen=True, slots=True)
+class SweepResult:
+    rows: list[SweepRow]
+    files: list[Path]
+    input_errors: int  # failed points whose cause was user input (unknown preset, bad recipe, ...)
+    other_errors: int
+
+
+def _recipe_spec(point: Point, index: int, grid_path: Path, out: Path) -> str:
+    """Preset name or recipe file path for compress(); an inline recipe is written to OUT/recipes."""
+    if isinstance(point.recipe, dict):
+        path = out / "recipes" / f"{point.name}.yaml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(point.recipe, sort_keys=False))
+        return str(path)
+    assert isinstance(point.recipe, str)
+    if point.recipe in PRESETS:
+        return point.recipe
+    path = (grid_path.parent / point.recipe).expanduser()
+    if path.is_file():
+        return str(path.resolve())
+    raise PressoInputError(f"grid {grid_path}: points.{index}.recipe: {point.recipe!r} is neither a preset "
+                           f"({', '.join(sorted(PRESETS))}) nor a file relative to the grid")
+
+
+def _dense(model_dir: Path, grid: Grid, target: Path, progress: bool) -> dict:
+    from presso.compression.eval.run import evaluate
+
+    start = time.perf_counter()
+    ev = evaluate(model_dir, grid.eval, ctx=grid.eval_ctx, max_tokens=grid.eval_tokens, progress=progress)
+    report = {
+        "recipe": "dense", "method": "dense", "source_model": str(model_dir),
+        "bits_per_weight": {"quantized_linears": None, "checkpoint": ev.bits_per_weight},
+        "bytes": {"checkpoint_weights": ev.weight_bytes_on_disk, "original_fp32": 4 * ev.parameters,
+                  "ratio_vs_fp32": 4 * ev.parameters / ev.weight_bytes_on_disk},
+        "parameters": {"total": ev.parameters, "quantized": 0},
+        "perplexity": {"text": grid.eval, "max_tokens": grid.eval_tokens, "ctx": grid.eval_ctx,
+                       "before": ev.perplexity, "after": ev.perplexity, "delta_pct": 0.0},
+        "wall_time_s": time.perf_counter() - start,
+    }
+    with atomic_directory(target) as tmp:
+        write_presso_file(tmp, REPORT_JSON, report)
+    return report
+
+
+def _dense_perplexity(out: Path, grid: Grid) -> float | None:
+    """The dense point's perplexity when it was measured with this grid's eval settings (saves a re-run)."""
+    for point in grid.points:
+        path = out / "points" / point.name / REPORT_JSON
+        if point.dense and path.is_file():
+            ppl = read_presso_file(path).get("perplexity") or {}
+            if (ppl.get("text"), ppl.get("max_tokens"), ppl.get("ctx")) == (grid.eval, grid.eval_tokens, grid.eval_ctx):
+                return ppl.get("after")
+    return None
+
+
+def _compress(model_dir: Path, grid: Grid, point: Point, index: int, grid_path: Path, out: Path,
+              progress: bool) -> dict:
+    from presso.compression.quantize import CompressOptions, compress
+
+    return compress(CompressOptions(
+        model_dir=model_dir, recipe=_recipe_spec(point, index, grid_path, out), out=out / "points" / point.name,
+        calib=grid.calib, calib_samples=point.calib_samples or grid.calib_samples,
+        calib_len=point.calib_len or grid.calib_len, eval_text=grid.eval, eval_tokens=grid.eval_tokens,
+        eval_ctx=grid.eval_ctx, batch_size=grid.batch_size, progress=progress,
+        target_bits=point.target_bits, target_size=point.target_size,
+        before_perplexity=_dense_perplexity(out, grid),
+    ))
+
+
+def _one_line(exc: BaseException) -> str:
+    text = (str(exc).strip().splitlines() or [""])[0]
+    return text if isinstance(exc, PressoInputError) else f"{type(exc).__name__}: {text}"
+
+
+def run_sweep(model_dir: Path, grid_path: Path, out: Path, progress: bool = True, log=print) -> SweepResult:
+    grid_path = Path(grid_path).expanduser()
+    grid = load_grid(grid_path)
+    out = Path(out).expanduser()
+    (out / "points").mkdir(parents=True, exist_ok=True)
+    rows, input_errors, other_errors = [], 0, 0
+    for index, point in enumerate(grid.points):
+        target = out / "points" / point.name
+        head = f"[{index + 1}/{len(grid.points)}] {point.name}"
+        if (target / REPORT_JSON).is_file():
+            rows.append(row_from_report(point.name, "skipped", read_presso_file(target / REPORT_JSON)))
+            log(f"{head}: done earlier, skipped ({target / REPORT_JSON})")
+            continue
+        log(f"{head}: {'evaluating the dense model' if point.dense else 'compressing'} ...")
+        start = time.perf_counter()
+        try:
+            if target.exists():
+                raise PressoInputError(f"{target} exists but has no {REPORT_JSON}; remove it to rerun the point")
+            report = (_dense(model_dir, grid, target, progress) if point.dense
+                      else _compress(model_dir, grid, point, index, grid_path, out, progress))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001  one failing point must not stop the sweep
+            input_errors += isinstance(exc, PressoInputError)
+            other_errors += not isinstance(exc, PressoInputError)
+            rows.append(SweepRow(point.name, "failed", error=_one_line(exc), wall_s=time.perf_counter() - start))
+            log(f"{head}: FAILED: {_one_line(exc)}")
+            continue
+        row = row_from_report(point.name, "ok", report)
+        rows.append(row)
+        ppl = "-" if row.perplexity is None else f"{row.perplexity:.3f}"
+        log(f"{head}: ok, perplexity {ppl}, {row.effective_bits_per_weight or 0:.3f} bits/weight, "
+            f"{time.perf_counter() - start:.0f} s")
+    meta = {"grid": str(grid_path), "model": str(model_dir), "calib": grid.calib,
+            "calib_samples": grid.calib_samples, "calib_len": grid.calib_len, "eval": grid.eval,
+            "eval_tokens": grid.eval_tokens, "eval_ctx": grid.eval_ctx}
+    files = write_results(rows, out, meta)
+    plotted = [ParetoPoint(r.name, r.effective_bits_per_weight, r.perplexity) for r in rows
+               if r.perplexity is not None and r.effective_bits_per_weight is not None]
+    if plotted:
+        files.append(plot_pareto(plotted, out / "pareto.png", f"{Path(str(model_dir)).name}: {grid.eval}"))
+    return SweepResult(rows, files, input_errors, other_errors)

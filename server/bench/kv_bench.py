@@ -1,0 +1,80 @@
+"""`presso bench kv`: decode tokens/s of the engine per KV-cache codec, measured in one run.
+
+Each entry of --kv-caches is `CODEC` or `CODEC=MODEL_DIR` (an RVQ setting lives in a checkpoint's
+presso_kv.safetensors, so two RVQ settings are two directories). For every entry and batch size B the
+engine decodes --tokens greedy tokens for B random prompts; decode tokens/s counts from the first
+generated token (prefill excluded). The first entry (bf16 by default) is the baseline of the ratios.
+"""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from presso.compression.checkpoint import PressoInputError
+from presso.server.bench.engine_bench import bench_presso
+from presso.server.engine.config import EngineConfig
+from presso.server.engine.core import EngineCore
+
+
+def parse_entries(text: str, model: str) -> list[tuple[str, str, str]]:
+    """'bf16,rvq=DIR' -> [(label, codec, model dir)]; labels are unique."""
+    out = []
+    for item in filter(None, (s.strip() for s in text.split(","))):
+        codec, _, path = item.partition("=")
+        out.append((item if path else codec, codec, path or model))
+    if not out:
+        raise PressoInputError("--kv-caches: give at least one codec, e.g. bf16,int8,kivi2,rvq")
+    return out
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = []
+    for label, codec, model in parse_entries(args.kv_caches, args.model):
+        cfg = EngineConfig(model=model, dtype=args.dtype, kv_cache_dtype=codec, kv_cache_memory=args.kv_cache_memory,
+                           max_num_seqs=max(batches), max_num_batched_tokens=args.max_num_batched_tokens,
+                           enable_prefix_caching=False)
+        try:
+            core = EngineCore(cfg)
+        except ValueError as exc:  # unknown codec, missing codebooks: one user-facing line
+            raise PressoInputError(f"--kv-caches {label}: {exc}") from None
+        bench_presso(core, 2, 8, 4, seed=99)  # warm-up
+        row = {"kv_cache": label, "bytes_per_token": core.kv.bytes_per_token,
+               "bytes_per_token_per_layer": core.kv.bytes_per_token / core.model.num_layers}
+        for b in batches:
+            row[f"decode_tok_s_b{b}"] = bench_presso(core, b, args.prompt_len, args.tokens, seed=b)["decode_tokens_per_s"]
+        rows.append(row)
+        del core
+    base = rows[0]
+    for row in rows:
+        row["compression_vs_baseline"] = base["bytes_per_token"] / row["bytes_per_token"]
+        for b in batches:
+            row[f"speed_vs_baseline_b{b}"] = row[f"decode_tok_s_b{b}"] / base[f"decode_tok_s_b{b}"]
+    return {"model": args.model, "threads": torch.get_num_threads(), "prompt_len": args.prompt_len,
+            "tokens": args.tokens, "batches": batches, "baseline": base["kv_cache"], "rows": rows}
+
+
+def print_table(r: dict) -> None:
+    print(f"model {r['model']}; {r['threads']} threads, prompt {r['prompt_len']}, {r['tokens']} new tokens; "
+          f"ratios vs {r['baseline']}")
+    head = f"{'kv cache':<28} {'B/token/layer':>13} {'smaller':>8}"
+    head += "".join(f" {'tok/s b' + str(b):>11} {'ratio':>6}" for b in r["batches"])
+    print(head)
+    for row in r["rows"]:
+        line = f"{row['kv_cache']:<28} {row['bytes_per_token_per_layer']:>13.1f} {row['compression_vs_baseline']:>7.2f}x"
+        line += "".join(f" {row[f'decode_tok_s_b{b}']:>11.1f} {row[f'speed_vs_baseline_b{b}']:>6.2f}"
+                        for b in r["batches"])
+        print(line)
+
+
+def command(args) -> int:
+    result = run(args)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0

@@ -1,0 +1,113 @@
+"""Pruning methods on synthetic layers: masks exactly as requested, and Wanda/SparseGPT beat magnitude.
+
+Unstructured masks are exact per row (magnitude and Wanda prune round(ratio * in) weights of every row;
+SparseGPT round(ratio * 128) of every row of each 128-column block); N:M keeps exactly N of every group of
+M columns of every row. Output error = tr(D H D^T) / tr(W H W^T) with D = W - W_hat, H = 2/n X^T X.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from presso.compression.methods import get_method
+from presso.compression.methods.grid import GridSpec
+from presso.compression.methods.registry import LayerStats
+from presso.compression.prune import parse_sparsity
+from presso.compression.prune.obs import sparsegpt
+
+OUT, IN, TOKENS = 64, 256, 2048
+
+
+@pytest.fixture(scope="module")
+def layer():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(TOKENS, IN, generator=g) * (torch.rand(IN, generator=g) * 3)  # uneven input norms
+    x[:, :8] += 5 * torch.randn(TOKENS, 8, generator=g)  # a few outlier features, as in LLMs
+    linear = torch.nn.Linear(IN, OUT, bias=False)
+    linear.weight.data = torch.randn(OUT, IN, generator=g) * 0.05
+    return linear, LayerStats(hessian=2.0 / TOKENS * x.T @ x, tokens=TOKENS)
+
+
+def _prune(method, layer, sparsity, grid=None):
+    linear, stats = layer
+    m = get_method(method)
+    return m.prune(linear, stats, parse_sparsity(sparsity), grid, m.params())
+
+
+def _error(layer, w_hat) -> float:
+    linear, stats = layer
+    w, h = linear.weight.detach(), stats.hessian
+    d = w - w_hat
+    return float(((d @ h) * d).sum() / ((w @ h) * w).sum())
+
+
+@pytest.mark.parametrize("method", ["magnitude", "wanda", "sparsegpt"])
+@pytest.mark.parametrize("sparsity", [0.5, 0.3, "2:4", "4:8", "1:4"])
+def test_mask_is_exactly_as_requested(layer, method, sparsity):
+    res = _prune(method, layer, sparsity)
+    assert res.keep.dtype == torch.bool and res.keep.shape == (OUT, IN)
+    assert torch.all(res.weight[~res.keep] == 0)  # pruned weights are exactly zero
+    spec = parse_sparsity(sparsity)
+    if spec.m is not None:
+        per_group = res.keep.reshape(OUT, IN // spec.m, spec.m).sum(-1)  # kept per group of M, every row
+        assert torch.all(per_group == spec.n)
+    else:
+        pruned_per_row = (~res.keep).sum(1)
+        width = 128 if method == "sparsegpt" else IN
+        assert torch.all(pruned_per_row == (IN // width) * round(spec.ratio * width))
+    assert res.sparsity == pytest.approx(spec.ratio, abs=0.5 / 128)  # rounding to whole weights
+
+
+@pytest.mark.parametrize("sparsity", [0.5, "2:4"])
+def test_wanda_and_sparsegpt_beat_magnitude(layer, sparsity):
+    err = {m: _error(layer, _prune(m, layer, sparsity).weight) for m in ("magnitude", "wanda", "sparsegpt")}
+    assert err["wanda"] < err["magnitude"] and err["sparsegpt"] < err["magnitude"], err
+    assert err["sparsegpt"] <= err["wanda"] * 1.001, err  # the weight update can only help here
+
+
+def test_joint_pass_codes_and_error(layer):
+    """Joint prune+quantize: pruned codes are the zero point (exact 0), kept weights lie on the grid, and
+    the error is no worse than pruning then quantizing with GPTQ (which honours the mask)."""
+    linear, stats = layer
+    spec = GridSpec(4, 64, True)
+    joint = _prune("sparsegpt", layer, "2:4", spec)
+    qw = joint.quantized
+    assert qw is not None and torch.equal(qw.dequantize(), joint.weight)
+    assert torch.all(qw.codes[~joint.keep] == 0)
+    pruned = _prune("sparsegpt", layer, "2:4")
+    after = torch.nn.Linear(IN, OUT, bias=False)
+    after.weight.data = pruned.weight.clone()
+    gptq = get_method("gptq")
+    params = gptq.params(actorder=True, clip=True)
+    seq = gptq.quantize(after, LayerStats(stats.hessian, stats.tokens, pruned.keep), spec, params)
+    assert torch.all(seq.dequantize()[~pruned.keep] == 0)  # GPTQ kept the mask
+    # Measured here: joint 0.08426 vs prune->gptq(actorder, clip) 0.08420 (a tie; GPTQ's act-order is not
+    # available inside the N:M pass). Against GPTQ in column order the joint pass wins outright.
+    assert _error(layer, joint.weight) <= 1.01 * _error(layer, seq.dequantize()), "joint worse than prune->gptq"
+    plain = gptq.quantize(after, LayerStats(stats.hessian, stats.tokens, pruned.keep), spec, gptq.params())
+    assert _error(layer, joint.weight) < _error(layer, plain.dequantize())
+
+
+def test_quantize_then_prune_stays_on_grid(layer):
+    linear, stats = layer
+    spec = GridSpec(4, 64, True)
+    gptq = get_method("gptq")
+    q0 = gptq.quantize(linear, stats, spec, gptq.params())
+    on_grid = torch.nn.Linear(IN, OUT, bias=False)
+    on_grid.weight.data = q0.dequantize()
+    for method in ("wanda", "sparsegpt"):
+        m = get_method(method)
+        res = m.prune(on_grid, stats, parse_sparsity("2:4"), q0, m.params())
+        assert torch.equal(res.quantized.scale, q0.scale)  # the step-1 grid is kept
+        assert torch.equal(res.quantized.dequantize(), res.weight) and torch.all(res.weight[~res.keep] == 0)
+        if method == "wanda":  # no update: kept codes unchanged
+            assert torch.equal(res.quantized.codes[res.keep], q0.codes[res.keep])
+
+
+def test_no_update_variant_keeps_codes(layer):
+    linear, stats = layer
+    spec = GridSpec(4, 64, True)
+    q0 = get_method("rtn").quantize(linear, None, spec, get_method("rtn").params())
+    res = sparsegpt(q0.dequantize(), stats.hessian, parse_sparsity(0.5), q0, propagate=False)
+    assert torch.equal(res.quantized.codes[res.keep], q0.codes[res.keep])
