@@ -107,3 +107,4 @@ def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
 def cli():
     return run_cli
 
+

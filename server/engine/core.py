@@ -106,6 +106,23 @@ class EngineCore:
             return self.scheduler.fail(out)
         return self.scheduler.update(out, result)
 
+    @torch.inference_mode()
+    def prompt_logits(self, prompt_token_ids: list[int]) -> torch.Tensor:
+        """Logits (T, V) fp32 at every position of one prompt, run as a single prefill step through the paged
+        cache; its blocks are freed after. For checks against other implementations, not for serving."""
+        if self.scheduler.has_work:  # a step here would schedule (and lose) other requests' tokens
+            raise RuntimeError("prompt_logits needs an idle engine")
+        rid = f"prompt-logits-{id(prompt_token_ids)}"
+        self.add_request(rid, list(prompt_token_ids), SamplingParams(max_tokens=1))
+        try:
+            seqs = [s for s in self.scheduler.schedule().seqs if s.request_id == rid]
+            if not seqs or seqs[0].num_tokens != len(prompt_token_ids):
+                raise ValueError(f"the prompt ({len(prompt_token_ids)} tokens) must fit one step's token budget")
+            ids, pos, batch = self.runner._batch(seqs)
+            return self.model.logits(self.model(ids, pos, batch, self.kv))
+        finally:
+            self.abort(rid)
+
     def stats(self) -> EngineStats:
         bm = self.block_manager
         return EngineStats(

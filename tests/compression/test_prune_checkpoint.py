@@ -27,16 +27,11 @@ CASES = [  # recipe, --sparse-format, expected sparsity_config.format, expected 
 
 
 def engine_logits(model_dir) -> torch.Tensor:
-    from presso.server import SamplingParams
     from presso.server.engine.config import EngineConfig
     from presso.server.engine.core import EngineCore
-    from presso.server.engine.request import Request
 
     core = EngineCore(EngineConfig(model=model_dir, dtype="float32", kv_cache_memory="8MiB", lm_head_quant="none"))
-    core.scheduler.add(Request("r", tuple(PROMPT), SamplingParams(max_tokens=1)))
-    ids, pos, batch = core.runner._batch(list(core.scheduler.schedule().seqs))
-    with torch.inference_mode():
-        return core.model.logits(core.model(ids, pos, batch, core.kv))
+    return core.prompt_logits(PROMPT)
 
 
 def hf_logits(model) -> torch.Tensor:

@@ -13,17 +13,13 @@ from safetensors.torch import save_file
 from presso.server import LLM, SamplingParams
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
-from presso.server.engine.request import Request
 
 PROMPT = list(range(3, 50))
 
 
 def presso_logits(model_dir) -> torch.Tensor:
     core = EngineCore(EngineConfig(model=model_dir, dtype="float32", kv_cache_memory="8MiB", lm_head_quant="none"))
-    core.scheduler.add(Request("r", tuple(PROMPT), SamplingParams(max_tokens=1)))
-    ids, pos, batch = core.runner._batch(list(core.scheduler.schedule().seqs))
-    with torch.inference_mode():
-        return core.model.logits(core.model(ids, pos, batch, core.kv))
+    return core.prompt_logits(PROMPT)
 
 
 def hf_logits(model) -> torch.Tensor:

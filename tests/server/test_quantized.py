@@ -9,8 +9,6 @@ import torch
 
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
-from presso.server.engine.request import Request
-from presso.server.engine.types import SamplingParams
 
 PROMPT = list(range(3, 60))
 # (codec, presso dtype) -> minimum SQNR in dB. fp32 runs the dequantized weight exactly; bf16 runs the packed
@@ -23,11 +21,7 @@ THRESHOLDS = {
 
 def presso_logits(model_dir, dtype: str, lm_head_quant: str = "none") -> torch.Tensor:
     core = EngineCore(EngineConfig(model=model_dir, dtype=dtype, kv_cache_memory="8MiB", lm_head_quant=lm_head_quant))
-    core.scheduler.add(Request("r", tuple(PROMPT), SamplingParams(max_tokens=1)))
-    out = core.scheduler.schedule()
-    input_ids, positions, batch = core.runner._batch(list(out.seqs))
-    with torch.inference_mode():
-        return core.model.logits(core.model(input_ids, positions, batch, core.kv))  # (T, V) fp32
+    return core.prompt_logits(PROMPT)  # (T, V) fp32
 
 
 def library_dense_weights(model_dir) -> dict[str, torch.Tensor]:

@@ -13,8 +13,6 @@ from presso.compression.methods.grid import GridSpec, dequantize, rtn_quantize
 from presso.compression.quantize import CompressOptions, compress
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
-from presso.server.engine.request import Request
-from presso.server.engine.types import SamplingParams
 
 PROMPT = list(range(3, 60))
 CASES = {"int8-channel": (8, None), "int4-g32": (4, 32)}
@@ -41,12 +39,7 @@ def reference_logits(base_dir, bits: int, group: int | None) -> torch.Tensor:
 
 
 def presso_logits(model_dir, dtype: str = "float32") -> torch.Tensor:
-    core = EngineCore(EngineConfig(model=model_dir, dtype=dtype, kv_cache_memory="8MiB"))
-    core.scheduler.add(Request("r", tuple(PROMPT), SamplingParams(max_tokens=1)))
-    out = core.scheduler.schedule()
-    input_ids, positions, batch = core.runner._batch(list(out.seqs))
-    with torch.inference_mode():
-        return core.model.logits(core.model(input_ids, positions, batch, core.kv))  # (T, V) fp32
+    return EngineCore(EngineConfig(model=model_dir, dtype=dtype, kv_cache_memory="8MiB")).prompt_logits(PROMPT)
 
 
 def sqnr_db(ref: torch.Tensor, x: torch.Tensor) -> float:
