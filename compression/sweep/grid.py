@@ -14,6 +14,7 @@
       - name: w3                                   # ... or an inline recipe
         recipe: {steps: [{method: gptq, bits: 3, group_size: channel}]}
       - {name: mixed-3.2, recipe: mixed-gptq-3.5, target_bits: 3.2}   # per-point overrides
+      - {name: w3-kd, distill_from: w3, distill: {steps: 60}}         # KD recovery of an earlier point
 
 Errors name the file and the field (`grid FILE: points.3.name: ...`). Whether a preset exists is
 checked when its point runs, so a grid may name presets that arrive later: those points fail alone.
@@ -30,6 +31,21 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from presso.compression.checkpoint.errors import PressoInputError
 
 
+class KDSettings(BaseModel):
+    """`presso distill` settings of a KD point (trained on the grid's calibration text, teacher = the model)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: int = Field(60, ge=1)
+    batch_size: int = Field(2, ge=1)
+    seq_len: int = Field(256, ge=2)
+    lr: float = Field(5e-3, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    hidden_weight: float = Field(0.0, ge=0)
+    seed: int = 0
+    bf16: bool = True
+
+
 class Point(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -40,11 +56,15 @@ class Point(BaseModel):
     target_size: str | None = None
     calib_samples: int | None = Field(None, ge=1)
     calib_len: int | None = Field(None, ge=2)
+    distill_from: str | None = None  # KD point: recover this earlier point's checkpoint (compression/distill)
+    distill: KDSettings | None = None
 
     @model_validator(mode="after")
     def _recipe_or_dense(self) -> Point:
-        if self.dense == (self.recipe is not None):
-            raise ValueError("a point needs exactly one of `recipe` and `dense: true`")
+        if int(self.dense) + (self.recipe is not None) + (self.distill_from is not None) != 1:
+            raise ValueError("a point needs exactly one of `recipe`, `dense: true` and `distill_from`")
+        if self.distill is not None and self.distill_from is None:
+            raise ValueError("`distill` settings need `distill_from: POINT`")
         return self
 
 
@@ -68,6 +88,8 @@ class Grid(BaseModel):
         for point in value:
             if point.name in seen:
                 raise ValueError(f"point name {point.name!r} appears twice")
+            if point.distill_from is not None and point.distill_from not in seen:
+                raise ValueError(f"point {point.name!r}: distill_from {point.distill_from!r} must be an earlier point")
             seen.add(point.name)
         return value
 

@@ -47,7 +47,8 @@ def _method(report: dict) -> str:
     if report.get("structured"):
         methods.insert(0, "structured")
     name = "+".join(methods) or str(report.get("recipe"))
-    return f"{name} (mixed)" if report.get("mixed") else name
+    name = f"{name} (mixed)" if report.get("mixed") else name
+    return f"{name} + KD" if report.get("distill") else name
 
 
 def row_from_report(name: str, status: str, report: dict) -> SweepRow:
@@ -62,7 +63,8 @@ def row_from_report(name: str, status: str, report: dict) -> SweepRow:
         bits_per_weight=bits.get("quantized_linears") if bits.get("quantized_linears") else None,
         effective_bits_per_weight=effective if effective is not None else bits.get("checkpoint"),
         megabytes=None if disk is None else disk / 1e6, ratio_vs_fp32=size.get("ratio_vs_fp32"),
-        perplexity=ppl.get("after"), delta_pct=ppl.get("delta_pct"), wall_s=report.get("wall_time_s"),
+        perplexity=ppl.get("after"), delta_pct=ppl.get("delta_pct"),
+        wall_s=(report.get("distill") or {}).get("wall_time_s", report.get("wall_time_s")),  # KD: its own time
     )
 
 

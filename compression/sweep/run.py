@@ -19,7 +19,7 @@ from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import REPORT_JSON, read_presso_file, write_presso_file
 from presso.compression.recipes.presets import PRESETS
 from presso.compression.report.pareto import ParetoPoint, plot_pareto
-from presso.compression.sweep.grid import Grid, Point, load_grid
+from presso.compression.sweep.grid import Grid, KDSettings, Point, load_grid
 from presso.compression.sweep.results import SweepRow, row_from_report, write_results
 
 
@@ -93,6 +93,23 @@ def _compress(model_dir: Path, grid: Grid, point: Point, index: int, grid_path: 
     ))
 
 
+def _distill(model_dir: Path, grid: Grid, point: Point, out: Path, progress: bool) -> dict:
+    """KD recovery of an earlier point's checkpoint on the calibration text; the result is a point of its own."""
+    from presso.compression.distill import DistillOptions, TrainConfig, distill
+
+    source = out / "points" / point.distill_from
+    if not (source / REPORT_JSON).is_file():
+        raise PressoInputError(f"point {point.name}: distill_from {point.distill_from!r} has no finished checkpoint")
+    if grid.calib is None:
+        raise PressoInputError(f"point {point.name}: KD trains on the grid's `calib` text, which is not set")
+    settings = (point.distill or KDSettings()).model_dump()
+    target = out / "points" / point.name
+    distill(DistillOptions(model_dir=source, teacher_dir=model_dir, out=target, text=grid.calib,
+                           train=TrainConfig(**settings), eval_text=grid.eval, eval_tokens=grid.eval_tokens,
+                           eval_ctx=grid.eval_ctx, progress=progress))
+    return read_presso_file(target / REPORT_JSON)
+
+
 def _one_line(exc: BaseException) -> str:
     text = (str(exc).strip().splitlines() or [""])[0]
     return text if isinstance(exc, PressoInputError) else f"{type(exc).__name__}: {text}"
@@ -111,13 +128,19 @@ def run_sweep(model_dir: Path, grid_path: Path, out: Path, progress: bool = True
             rows.append(row_from_report(point.name, "skipped", read_presso_file(target / REPORT_JSON)))
             log(f"{head}: done earlier, skipped ({target / REPORT_JSON})")
             continue
-        log(f"{head}: {'evaluating the dense model' if point.dense else 'compressing'} ...")
+        doing = "evaluating the dense model" if point.dense else (
+            f"distilling {point.distill_from}" if point.distill_from else "compressing")
+        log(f"{head}: {doing} ...")
         start = time.perf_counter()
         try:
             if target.exists():
                 raise PressoInputError(f"{target} exists but has no {REPORT_JSON}; remove it to rerun the point")
-            report = (_dense(model_dir, grid, target, progress) if point.dense
-                      else _compress(model_dir, grid, point, index, grid_path, out, progress))
+            if point.dense:
+                report = _dense(model_dir, grid, target, progress)
+            elif point.distill_from is not None:
+                report = _distill(model_dir, grid, point, out, progress)
+            else:
+                report = _compress(model_dir, grid, point, index, grid_path, out, progress)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001  one failing point must not stop the sweep

@@ -106,3 +106,32 @@ def test_pareto_front_keeps_only_undominated_points():
     pts = [ParetoPoint("a", 4.0, 10.0), ParetoPoint("b", 3.0, 12.0), ParetoPoint("c", 3.5, 13.0),
            ParetoPoint("d", 32.0, 9.0), ParetoPoint("e", 4.0, 11.0)]
     assert [p.name for p in pareto_front(pts)] == ["b", "a", "d"]
+
+
+def test_kd_point_recovers_an_earlier_point(tiny_llama_dir, sample_text_file, tmp_path):
+    """A `distill_from` point runs `presso distill` on an earlier point's checkpoint: same bytes, its own row."""
+    eval_text = tmp_path / "eval.txt"
+    eval_text.write_text(" ".join(reversed(sample_text_file.read_text().split())))
+    grid = tmp_path / "grid.yaml"
+    grid.write_text(f"calib: {sample_text_file}\ncalib_samples: 4\ncalib_len: 64\neval: {eval_text}\n"
+                    "eval_tokens: 512\neval_ctx: 128\npoints:\n  - {name: w4, recipe: w4g64}\n"
+                    "  - {name: w4-kd, distill_from: w4, distill: {steps: 2, seq_len: 32, batch_size: 1, bf16: false}}\n")
+    result = run_sweep(tiny_llama_dir, grid, tmp_path / "out", progress=False, log=lambda line: None)
+    rows = {r.name: r for r in result.rows}
+    assert rows["w4-kd"].status == "ok", rows["w4-kd"].error
+    assert rows["w4-kd"].method == rows["w4"].method + " + KD"
+    assert rows["w4-kd"].megabytes == rows["w4"].megabytes and rows["w4-kd"].perplexity != rows["w4"].perplexity
+    report = json.loads((tmp_path / "out" / "points" / "w4-kd" / "report.json").read_text())
+    assert report["distill"]["steps"] == 2 and report["distill"]["text"] == str(sample_text_file)
+
+
+@pytest.mark.parametrize(("points", "field"), [
+    ("  - {name: kd, distill_from: w4}\n  - {name: w4, recipe: w4g64}\n", "must be an earlier point"),
+    ("  - {name: w4, recipe: w4g64, distill: {steps: 2}}\n", "distill_from"),
+    ("  - {name: w4, recipe: w4g64}\n  - {name: kd, distill_from: w4, distill: {stepz: 2}}\n", "points.1.distill.stepz"),
+])
+def test_kd_point_errors(tmp_path, points, field):
+    path = tmp_path / "grid.yaml"
+    path.write_text("eval: x\npoints:\n" + points)
+    with pytest.raises(PressoInputError, match=field):
+        load_grid(path)
