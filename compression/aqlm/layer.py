@@ -15,8 +15,9 @@ import torch
 from presso.compression.aqlm.beam import beam_search
 from presso.compression.aqlm.config import AQLMConfig
 from presso.compression.aqlm.init import initialise
-from presso.compression.aqlm.objective import damped, decode, layer_loss, sqnr_db
+from presso.compression.aqlm.objective import damped, decode, layer_loss
 from presso.compression.aqlm.update import update_codebooks, update_scales
+from presso.compression.calibration.sequential import sqnr_db
 from presso.kernels.aqlm.reference import signed_codes
 
 

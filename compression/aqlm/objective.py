@@ -8,8 +8,6 @@ search, the codebook / scale least squares and the per-layer report (output SQNR
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -38,6 +36,3 @@ def damped(hessian: torch.Tensor, damp: float) -> torch.Tensor:
     return hessian + extra * torch.eye(hessian.shape[0], dtype=hessian.dtype, device=hessian.device)
 
 
-def sqnr_db(signal: float, noise: float) -> float:
-    """10 log10(signal / noise); inf when the noise is exactly zero."""
-    return math.inf if noise <= 0 else 10.0 * math.log10(max(signal, 1e-30) / noise)

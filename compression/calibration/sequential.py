@@ -58,7 +58,8 @@ class QuantizeResult:
     prepare: dict[str, dict]  # decoder-layer name -> prepare_layer summaries (e.g. AWQ alphas)
 
 
-def _db(signal: float, noise: float) -> float:
+def sqnr_db(signal: float, noise: float) -> float:
+    """10 log10(signal / noise) in dB; inf when the noise is exactly zero."""
     return math.inf if noise <= 0 else 10.0 * math.log10(max(signal, 1e-30) / noise)
 
 
@@ -103,9 +104,9 @@ def _apply(linear: torch.nn.Linear, plans: list[LayerPlan], hessian: torch.Tenso
     delta = w - w_hat
     out_sqnr = None
     if hessian is not None:
-        out_sqnr = _db(float(((w @ hessian) * w).sum()), float(((delta @ hessian) * delta).sum()))
+        out_sqnr = sqnr_db(float(((w @ hessian) * w).sum()), float(((delta @ hessian) * delta).sum()))
     main = next((p for p in plans if p.spec is not None), plans[0])
-    return QuantizedLayer(main, qw, _db(float(w.pow(2).sum()), float(delta.pow(2).sum())), out_sqnr, tokens,
+    return QuantizedLayer(main, qw, sqnr_db(float(w.pow(2).sum()), float(delta.pow(2).sum())), out_sqnr, tokens,
                           keep, tuple(plans))
 
 

@@ -31,7 +31,7 @@ class GptqParams(BaseModel):
     clip_min: float = Field(0.5, gt=0, le=1, description="smallest range ratio tried")
 
 
-def _inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
+def inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
     """h (in, in) -> upper Cholesky factor U of (h + damp*mean(diag)*I)^-1, so H^-1 = U^T U."""
     h = h.clone()
     h.diagonal().add_(damp * h.diagonal().mean())
@@ -63,7 +63,7 @@ def quantize_gptq(
     keep = None if stats.keep is None else stats.keep[:, perm]  # (out, in) bool: pruned entries stay 0
     group_of = perm // width  # (in,) group of each (permuted) column
 
-    u = _inverse_factor(h, params.damp)  # (in, in) upper
+    u = inverse_factor(h, params.damp)  # (in, in) upper
     codes = torch.zeros_like(w)  # (out, in) integral fp32, permuted column order
     block = params.block_size if static else max(width, params.block_size // width * width)
     for i1 in range(0, in_features, block):

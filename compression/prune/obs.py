@@ -17,18 +17,12 @@ import math
 import torch
 
 from presso.compression.methods.clip import clip_search
+from presso.compression.methods.gptq import inverse_factor
 from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes
 from presso.compression.methods.registry import QuantizedWeight
 from presso.compression.prune.masks import keep_mask
 from presso.compression.prune.spec import SparsitySpec
 from presso.compression.prune.types import Grid, PrunedWeight
-
-
-def inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """h (in, in) -> upper Cholesky factor U of (h + damp*mean(diag)*I)^-1, so H^-1 = U^T U."""
-    h = h.clone()
-    h.diagonal().add_(damp * h.diagonal().mean())
-    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(h)), upper=True)
 
 
 def _start_grid(w: torch.Tensor, grid: Grid) -> tuple[GridSpec | None, torch.Tensor | None, torch.Tensor | None]:

@@ -16,14 +16,13 @@ packed tensor directly (server/layers/embedding.py).
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from presso.compression.calibration.sequential import QuantizedLayer
+from presso.compression.calibration.sequential import QuantizedLayer, sqnr_db
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.methods.grid import GridSpec, rtn_quantize
 from presso.compression.methods.registry import QuantizedWeight
@@ -50,8 +49,7 @@ def quantize_embedding(model: torch.nn.Module, spec: EmbeddingQuant) -> Quantize
     codes, scale, zero = rtn_quantize(w, grid)
     qw = QuantizedWeight(codes=codes, scale=scale, zero=zero, spec=grid)
     w_hat = qw.dequantize()  # (V, hidden) fp32
-    noise = float((w - w_hat).pow(2).sum())
-    sqnr = math.inf if noise <= 0 else 10.0 * math.log10(float(w.pow(2).sum()) / noise)
+    sqnr = sqnr_db(float(w.pow(2).sum()), float((w - w_hat).pow(2).sum()))
     emb.weight.copy_(w_hat.to(emb.weight.dtype))
     return QuantizedLayer(LayerPlan(name, -1, "rtn", grid, RtnParams(), None), qw, sqnr, None, 0)
 

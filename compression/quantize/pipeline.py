@@ -74,11 +74,12 @@ def compress(opts: CompressOptions) -> dict:
     recipe = load_recipe(opts.recipe)
     kv_spec = kv_stage.parse(opts.kv, opts.calib)
     tokenizer = loader.load_tokenizer(opts.model_dir)
+    config = loader.read_config(opts.model_dir)
     if opts.eval_text is not None:
-        limit = loader.read_config(opts.model_dir).get("max_position_embeddings")
+        limit = config.get("max_position_embeddings")
         if limit and opts.eval_ctx > limit:
             raise PressoInputError(f"--eval-ctx {opts.eval_ctx} exceeds the model's max_position_embeddings {limit}")
-    if loader.quant_method(loader.read_config(opts.model_dir)) != "dense":
+    if loader.quant_method(config) != "dense":
         raise PressoInputError(f"{opts.model_dir} is already quantized; compress a dense model")
     model = loader.load_model(opts.model_dir, "float32")
     params = sum(p.numel() for p in model.parameters())  # logical parameters, tied weights once

@@ -9,7 +9,6 @@ layer i+1. Finally the HF config gets the new num_attention_heads / intermediate
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -23,6 +22,7 @@ from presso.compression.calibration.capture import (
     layer_output,
 )
 from presso.compression.calibration.hessian import HessianCollector
+from presso.compression.calibration.sequential import sqnr_db
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.structured import select
 from presso.compression.structured.shrink import shrink_attention, shrink_mlp
@@ -82,7 +82,7 @@ def _prune_projection(linear: torch.nn.Linear, hessian: torch.Tensor, kept: torc
     delta = w.clone()
     delta[:, kept] -= new
     signal, noise = float(((w @ hessian) * w).sum()), float(((delta @ hessian) * delta).sum())
-    return new, math.inf if noise <= 0 else 10.0 * math.log10(max(signal, 1e-30) / noise)
+    return new, sqnr_db(signal, noise)
 
 
 @torch.no_grad()
