@@ -44,8 +44,17 @@ def quantize_gptq(
 ) -> QuantizedWeight:
     assert stats is not None and stats.hessian is not None, "gptq needs the layer's Hessian"
     assert isinstance(params, GptqParams)
-    w = linear.weight.detach().float().clone()  # (out, in)
-    h = stats.hessian.float().clone()  # (in, in)
+    return gptq_pass(linear.weight.detach(), stats.hessian, spec, params, stats.keep)
+
+
+@torch.no_grad()
+def gptq_pass(w: torch.Tensor, h: torch.Tensor, spec: GridSpec, params: GptqParams,
+              keep: torch.Tensor | None = None, grid_from: torch.Tensor | None = None) -> QuantizedWeight:
+    """w (out, in), h (in, in) -> codes on the grid. `keep` (out, in) bool: entries forced to exact 0 (their
+    error propagates like a rounding error). `grid_from` (out, in): fit static grids to these weights
+    instead of w (the joint prune+quantize pass fits them to the pruned-and-compensated weights)."""
+    w = w.float().clone()  # (out, in)
+    h = h.float().clone()  # (in, in)
     out_features, in_features = w.shape
     width = spec.width(in_features)
     dead = h.diagonal() == 0  # inputs that were always zero: weight irrelevant, keep H invertible
@@ -54,13 +63,14 @@ def quantize_gptq(
 
     # Static (up-front) grid: per channel always, per group when columns run out of order.
     static = spec.group_size is None or params.actorder
+    src = w if grid_from is None else grid_from.float()
     if params.clip:
-        scale, zero = clipped_grid(w, h, spec, params.clip_grid, params.clip_min)  # (out, G)
+        scale, zero = clipped_grid(src, h, spec, params.clip_grid, params.clip_min)  # (out, G)
     else:
-        scale, zero = minmax_grid(w, spec)  # (out, G)
+        scale, zero = minmax_grid(src, spec)  # (out, G)
     perm = torch.argsort(h.diagonal(), descending=True) if params.actorder else torch.arange(in_features)
     w, h = w[:, perm], h[perm][:, perm]
-    keep = None if stats.keep is None else stats.keep[:, perm]  # (out, in) bool: pruned entries stay 0
+    keep = None if keep is None else keep[:, perm]  # (out, in) bool: pruned entries stay 0
     group_of = perm // width  # (in,) group of each (permuted) column
 
     u = inverse_factor(h, params.damp)  # (in, in) upper

@@ -1,8 +1,9 @@
 """`presso compress`: model dir + recipe (+ calibration text, + eval text) -> checkpoint directory.
 
-load fp32 model -> [perplexity before] -> [structured pruning] -> resolve plan -> sequential quantization
--> [embedding RTN] -> in a temp dir: compressed-tensors export (dense when nothing is quantized), tokenizer,
-[perplexity after, re-loaded from the written files through transformers], presso.json, report.json -> rename to --out. Any failure leaves no --out behind.
+check inputs -> load fp32 model -> [perplexity before] -> stages.transform (structured pruning, mixed
+precision, the recipe's steps, embedding RTN, KV codebooks) -> in a temp dir: compressed-tensors export
+(dense when nothing is quantized), tokenizer, [distillation], [perplexity after, re-loaded from the
+written files], presso.json, report.json -> rename to --out. Any failure leaves no --out behind.
 """
 
 from __future__ import annotations
@@ -13,8 +14,7 @@ from pathlib import Path
 
 import torch
 
-from presso.compression.calibration import calibration_windows, quantize_model
-from presso.compression.calibration.sequential import QuantizeResult
+from presso.compression.calibration import calibration_windows
 from presso.compression.checkpoint.atomic import atomic_directory, check_output_dir
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import (
@@ -29,11 +29,12 @@ from presso.compression.eval.perplexity import perplexity, token_windows
 from presso.compression.eval.run import evaluate, tokenize_text
 from presso.compression.kv_rvq import stage as kv_stage
 from presso.compression.methods import get_method
-from presso.compression.quantize.embedding import embedding_report, finish_tied_embedding, quantize_embedding
+from presso.compression.quantize.embedding import embedding_report, finish_tied_embedding
 from presso.compression.quantize.export import export_compressed
 from presso.compression.quantize.report import build_report
-from presso.compression.recipes import load_recipe, recipe_to_dict, resolve_plan
-from presso.compression.structured.prune import prune_structured
+from presso.compression.quantize.stages import Transformed, transform
+from presso.compression.recipes import load_recipe, recipe_to_dict
+from presso.compression.recipes.schema import Recipe
 from presso.kernels import envs
 
 
@@ -65,24 +66,14 @@ def _dense_perplexity(model, tokenizer, opts: CompressOptions) -> float:
         return perplexity(lambda ids: model(input_ids=ids).logits, windows, progress=opts.progress).perplexity
 
 
-def compress(opts: CompressOptions) -> dict:
-    """Run the whole pipeline; returns the report (also written as report.json)."""
-    start = time.perf_counter()
-    if envs.num_threads():
-        torch.set_num_threads(envs.num_threads())
-    check_output_dir(opts.out)
-    recipe = load_recipe(opts.recipe)
-    kv_spec = kv_stage.parse(opts.kv, opts.calib)
-    tokenizer = loader.load_tokenizer(opts.model_dir)
-    config = loader.read_config(opts.model_dir)
+def _check_inputs(opts: CompressOptions, recipe: Recipe, config: dict) -> None:
+    """Every user error that can be seen before any work: one PressoInputError naming the flag/field."""
     if opts.eval_text is not None:
         limit = config.get("max_position_embeddings")
         if limit and opts.eval_ctx > limit:
             raise PressoInputError(f"--eval-ctx {opts.eval_ctx} exceeds the model's max_position_embeddings {limit}")
     if loader.quant_method(config) != "dense":
         raise PressoInputError(f"{opts.model_dir} is already quantized; compress a dense model")
-    model = loader.load_model(opts.model_dir, "float32")
-    params = sum(p.numel() for p in model.parameters())  # logical parameters, tied weights once
     needs = sorted({s.method for s in recipe.steps if get_method(s.method).needs_calibration})
     if recipe.structured is not None:
         needs.insert(0, "structured pruning")
@@ -93,69 +84,84 @@ def compress(opts: CompressOptions) -> dict:
                                "(e.g. --recipe mixed-gptq-3.5)")
     if needs and opts.calib is None:
         raise PressoInputError(f"method {', '.join(needs)} needs calibration data: pass --calib SPEC")
-    if recipe.distill is not None:  # KD after the steps (compression/distill): text checked before any work
-        from presso.compression.distill.stage import check_spec, distill_in_place
+    if recipe.distill is not None:  # KD runs after the steps: its texts are checked before any work
+        from presso.compression.distill.stage import check_spec
 
         check_spec(recipe.distill, opts.calib, opts.eval_text)
+
+
+def _write_weights(model, done: Transformed, tokenizer, tmp: Path, sparse_format: str) -> str:
+    """The model's weights + tokenizer into tmp -> the checkpoint format written."""
+    fmt = "dense"
+    if done.layers:
+        fmt = export_compressed(model, done.layers, tmp, sparse_format)
+        if done.embedding is not None:
+            finish_tied_embedding(tmp, bool(getattr(model.config, "tie_word_embeddings", False)))
+    else:  # structured pruning alone: a plain (smaller) dense checkpoint
+        model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    return fmt
+
+
+def _extend_report(report: dict, done: Transformed, tmp: Path, fmt: str, distilled: dict | None) -> dict:
+    """The optional stages' sections; sizes in `report` compare with the ORIGINAL model's parameters."""
+    report["format"] = fmt
+    if done.structured is not None:
+        report["structured"] = done.structured.to_report()
+    if done.mixed is not None:
+        report["mixed"] = done.mixed
+    if done.kv is not None:  # written after the size report, which counts weights only
+        report["kv_cache"] = kv_stage.write(tmp, done.kv)
+    if done.embedding is not None:
+        report["embeddings"] = embedding_report(tmp, done.embedding, tensor_bytes(tmp))
+    if distilled is not None:
+        report["distill"] = distilled
+    return report
+
+
+def compress(opts: CompressOptions) -> dict:
+    """Run the whole pipeline; returns the report (also written as report.json)."""
+    start = time.perf_counter()
+    if envs.num_threads():
+        torch.set_num_threads(envs.num_threads())
+    check_output_dir(opts.out)
+    recipe = load_recipe(opts.recipe)
+    kv_spec = kv_stage.parse(opts.kv, opts.calib)
+    tokenizer = loader.load_tokenizer(opts.model_dir)
+    _check_inputs(opts, recipe, loader.read_config(opts.model_dir))
+    model = loader.load_model(opts.model_dir, "float32")
+    params = sum(p.numel() for p in model.parameters())  # logical parameters, tied weights once
     windows = None
     if opts.calib is not None:
         windows = calibration_windows(tokenizer, opts.calib, opts.calib_samples, opts.calib_len)
     before = opts.before_perplexity
     if before is None and opts.eval_text:
         before = _dense_perplexity(model, tokenizer, opts)
-    pruned = None  # structured pruning first: the steps then quantize the smaller model
-    if recipe.structured is not None:
-        pruned = prune_structured(model, recipe.structured, windows, opts.batch_size, opts.progress)
-    mixed = None  # a `mixed` section becomes ordinary steps here (compression/mixed), on the final shapes
-    if recipe.mixed is not None:
-        from presso.compression.mixed.expand import expand_mixed
-
-        recipe, mixed = expand_mixed(recipe, model, windows, opts.target_bits, opts.target_size, opts.progress)
-    plans = resolve_plan(recipe, model)
-    result = quantize_model(model, plans, windows, opts.batch_size, opts.progress) if plans else QuantizeResult([], {})
-    embedding = quantize_embedding(model, recipe.embeddings) if recipe.embeddings is not None else None
-    tied = bool(getattr(model.config, "tie_word_embeddings", False))
-    kv = kv_stage.calibrate(model, windows, kv_spec, opts.progress)  # K/V of the model as served
-    fmt = "dense"
+    done = transform(model, recipe, windows, kv_spec, opts)
     with atomic_directory(opts.out) as tmp:
-        if result.layers or embedding is not None:
-            fmt = export_compressed(model, result.layers + ([embedding] if embedding is not None else []), tmp,
-                                    opts.sparse_format)
-            if embedding is not None:
-                finish_tied_embedding(tmp, tied)
-        else:  # structured pruning alone: a plain (smaller) dense checkpoint
-            model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        fmt = _write_weights(model, done, tokenizer, tmp, opts.sparse_format)
         del model
-        distilled = None if recipe.distill is None else distill_in_place(
-            tmp, opts.model_dir, recipe.distill, opts.calib, opts.eval_text, opts.progress)
+        distilled = None
+        if done.recipe.distill is not None:
+            from presso.compression.distill.stage import distill_in_place
+
+            distilled = distill_in_place(tmp, opts.model_dir, done.recipe.distill, opts.calib, opts.eval_text,
+                                         opts.progress)
         after = None
         if opts.eval_text:
             after = evaluate(tmp, opts.eval_text, ctx=opts.eval_ctx, max_tokens=opts.eval_tokens,
                              progress=opts.progress).perplexity
         write_presso_file(tmp, PRESSO_JSON, {
-            "kind": "quantized" if embedding is not None or any(q.weight is not None for q in result.layers)
-            else "pruned",
+            "kind": "quantized" if done.quantized else "pruned",
             "format": fmt,
             "source_model": str(opts.model_dir),
-            "recipe": recipe_to_dict(recipe),
+            "recipe": recipe_to_dict(done.recipe),
             "calibration": None if windows is None else
             {"text": opts.calib, "samples": opts.calib_samples, "length": opts.calib_len},
             "versions": library_versions(),
-            **({"mixed": mixed} if mixed is not None else {}),
-            **kv_stage.presso_entry(kv),
+            **({"mixed": done.mixed} if done.mixed is not None else {}),
+            **kv_stage.presso_entry(done.kv),
         })
-        report = build_report(opts, tmp, result, params, before, after, time.perf_counter() - start)
-        report["format"] = fmt
-        if pruned is not None:  # sizes above compare with the ORIGINAL model's parameters (`params`)
-            report["structured"] = pruned.to_report()
-        if mixed is not None:
-            report["mixed"] = mixed
-        if kv is not None:  # written after the size report, which counts weights only
-            report["kv_cache"] = kv_stage.write(tmp, kv)
-        if embedding is not None:
-            report["embeddings"] = embedding_report(tmp, embedding, tensor_bytes(tmp))
-        if distilled is not None:
-            report["distill"] = distilled
-        write_presso_file(tmp, REPORT_JSON, report)
+        report = build_report(opts, tmp, done.result, params, before, after, time.perf_counter() - start)
+        write_presso_file(tmp, REPORT_JSON, _extend_report(report, done, tmp, fmt, distilled))
     return report
