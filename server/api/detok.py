@@ -1,8 +1,11 @@
 """Incremental detokenization with stop strings that may span token boundaries.
 
-Generated token ids arrive in deltas; the text is re-decoded from all ids (cheap at these lengths and
-exact for byte-level BPE), new text is released only when it can no longer be part of a stop string,
-and an incomplete UTF-8 sequence (decoded as U+FFFD) is held back until its bytes arrive.
+Generated token ids arrive in deltas. Each push decodes only a short tail: the ids from `prefix` (a few
+tokens already turned into text, kept as context so tokenizers that change a token's text by its left
+neighbour decode it right) to the end, and appends what that tail adds beyond the decoded context, so
+the work per token stays constant however long the generation. A tail ending in an incomplete UTF-8
+sequence (decoded as U+FFFD) waits for its remaining bytes. New text is released only when it can no
+longer be part of a stop string.
 """
 
 from __future__ import annotations
@@ -22,12 +25,27 @@ class IncrementalDetokenizer:
         self._stops = stops
         self._hold = max((len(s) for s in stops), default=1) - 1
         self._ids: list[int] = []
+        self._prefix = 0  # ids[_prefix:_read] are text already, decoded again only as context
+        self._read = 0  # ids[:_read] are in self._decoded
+        self._decoded = ""  # text of ids[:_read]
         self._emitted = 0
         self.text = ""
 
+    def _decode(self, ids: list[int]) -> str:
+        return self._tokenizer.decode(ids, skip_special_tokens=True)
+
+    def _advance(self, final: bool) -> None:
+        """Append the text the not-yet-read ids add (unless they end inside a multi-byte character)."""
+        context = self._decode(self._ids[self._prefix : self._read])
+        tail = self._decode(self._ids[self._prefix :])
+        if len(tail) > len(context) and (final or not tail.endswith("\ufffd")):
+            self._decoded += tail[len(context) :]
+            self._prefix, self._read = self._read, len(self._ids)
+
     def push(self, token_ids: list[int] | tuple[int, ...], final: bool = False) -> TextDelta:
         self._ids.extend(token_ids)
-        text = self._tokenizer.decode(self._ids, skip_special_tokens=True)
+        self._advance(final)
+        text = self._decoded
         if self._stops:
             start = max(0, self._emitted - self._hold)
             hits = [i for s in self._stops if (i := text.find(s, start)) >= 0]
@@ -37,10 +55,7 @@ class IncrementalDetokenizer:
         self.text = text
         if final:
             return self._release(len(text), stopped=False)
-        safe = len(text) - self._hold
-        while safe > self._emitted and text[safe - 1] == "\ufffd":
-            safe -= 1  # an incomplete multi-byte character: wait for its remaining bytes
-        return self._release(max(safe, self._emitted), stopped=False)
+        return self._release(max(len(text) - self._hold, self._emitted), stopped=False)
 
     def _release(self, upto: int, stopped: bool) -> TextDelta:
         piece = self.text[self._emitted : upto]
