@@ -2,8 +2,9 @@
 
 Both plug into the codec registry of codecs.py and are read back through `read` (the reference
 attention path). `rvq` also offers `attend_decode`: one-token queries scored against the codebooks
-directly (presso.kernels.kvcache cpu ops), never decoding the cache. RVQ codebooks come from the
-checkpoint's presso_kv.safetensors (calibrated offline by `presso compress ... --kv rvq`).
+directly (op kv_rvq_attend), never decoding the cache. RVQ codebooks come from the checkpoint's
+presso_kv.safetensors (calibrated offline by `presso compress ... --kv rvq`). Every numeric op comes
+from presso.kernels.registry by the pages' device: Triton on CUDA, else the cpu op or the reference.
 Page shapes: int8 k/v (NB, BS, Hkv, D) int8 + scales (NB, BS, Hkv, 1) fp16; rvq codes
 (NB, BS, Hkv, ng, S) uint8|int16 + RMS (NB, BS, Hkv, 1) fp16.
 """
@@ -16,8 +17,7 @@ from pathlib import Path
 import torch
 
 from presso.compression.checkpoint.kv_codebooks import load_kv_codebooks
-from presso.kernels.kvcache import cpu as kvcpu
-from presso.kernels.kvcache import reference as kvref
+from presso.kernels import registry
 from presso.server.kv.codecs import KVCodec, register_codec
 
 
@@ -28,6 +28,11 @@ def _flat(page: torch.Tensor) -> torch.Tensor:
 
 def _gather(page: torch.Tensor, block_table: torch.Tensor, n: int) -> torch.Tensor:
     return page[block_table].flatten(0, 1)[:n]
+
+
+def _op(name: str, page: torch.Tensor):
+    """The kernel for op `name` on the device holding `page`."""
+    return registry.get(name, page.device.type)
 
 
 @register_codec("int8")
@@ -44,13 +49,14 @@ class Int8Codec(KVCodec):
 
     def write(self, pages, slots, k, v) -> None:
         for name, x in (("k", k), ("v", v)):
-            q, scale = kvref.int8_encode(x)
+            q, scale = _op("kv_int8_encode", pages[name])(x)
             _flat(pages[name]).index_copy_(0, slots, q)
             _flat(pages[f"{name}_scale"]).index_copy_(0, slots, scale)
 
     def read(self, pages, block_table, n):
-        return tuple(kvref.int8_decode(_gather(pages[name], block_table, n),
-                                       _gather(pages[f"{name}_scale"], block_table, n)) for name in ("k", "v"))
+        decode = _op("kv_int8_decode", pages["k"])
+        return tuple(decode(_gather(pages[name], block_table, n),
+                            _gather(pages[f"{name}_scale"], block_table, n)) for name in ("k", "v"))
 
 
 @functools.lru_cache(maxsize=4)
@@ -90,20 +96,21 @@ class RVQCodec(KVCodec):
 
     def write(self, pages, slots, k, v) -> None:
         for name, x, books, perm in (("k", k, self.k_books, self.k_perm), ("v", v, self.v_books, self.v_perm)):
-            codes, rms = kvref.rvq_encode(x, books, perm)
+            codes, rms = _op("kv_rvq_encode", pages[name])(x, books, perm)
             _flat(pages[name]).index_copy_(0, slots, codes.to(self.code_dtype))
             _flat(pages[f"{name}_rms"]).index_copy_(0, slots, rms)
 
     def read(self, pages, block_table, n):
-        k = kvref.rvq_decode(_gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
-                             self.k_books, self.k_perm)
-        v = kvref.rvq_decode(_gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
-                             self.v_books, self.v_perm)
+        decode = _op("kv_rvq_decode", pages["k"])
+        k = decode(_gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
+                   self.k_books, self.k_perm)
+        v = decode(_gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
+                   self.v_books, self.v_perm)
         return k, v
 
     def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float) -> torch.Tensor:
         """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32."""
-        return kvcpu.rvq_attend(
+        return _op("kv_rvq_attend", pages["k"])(
             q, _gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
             _gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
             self.k_books, self.v_books, self.k_perm, self.v_perm, scale)
