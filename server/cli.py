@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--kv-cache", default=None, metavar="CODEC",
                           help="score teacher-forced through presso's paged KV cache with this codec "
                                "(bf16, fp16, fp32, int8, kivi2, rvq); default: plain forward passes")
+    evaluate.add_argument("--kv-window", type=int, default=0, metavar="N",
+                          help="with a compressed --kv-cache: each position also reads its last N positions "
+                               "exactly (bf16)")
     evaluate.set_defaults(make_scorer=_engine_scorer)
     return parser
 
@@ -31,12 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _engine_scorer(args: argparse.Namespace):
     """The engine-backed window scorer for `presso eval --kv-cache CODEC` (None without the flag)."""
     if args.kv_cache is None:
+        if args.kv_window:
+            raise PressoInputError("--kv-window needs --kv-cache CODEC")
         return None
     from presso.compression.checkpoint import resolve_model_dir
     from presso.server.kv.scoring import EngineScorer
 
     try:
-        return EngineScorer(resolve_model_dir(args.model), args.kv_cache, dtype=args.dtype, ctx=args.ctx)
+        return EngineScorer(resolve_model_dir(args.model), args.kv_cache, dtype=args.dtype, ctx=args.ctx,
+                            kv_window=args.kv_window)
     except ValueError as exc:
         raise PressoInputError(f"--kv-cache {args.kv_cache}: {exc}") from None
 

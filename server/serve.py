@@ -47,6 +47,7 @@ def run_serve(args: argparse.Namespace) -> int:
             dtype=args.dtype,
             kv_cache_dtype=args.kv_cache,
             kv_cache_memory=args.kv_cache_memory,
+            kv_window=args.kv_window,
             lm_head_quant=args.lm_head_quant,
             max_num_seqs=args.max_num_seqs,
             max_model_len=args.max_model_len,
@@ -84,6 +85,9 @@ def register(sub) -> None:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--kv-cache", default="auto", help="KV cache codec: auto, bf16, fp16, fp32, int8, kivi2, rvq")
     p.add_argument("--kv-cache-memory", default="1GiB", help="KV budget: bytes (2GiB, 512MiB) or a fraction")
+    p.add_argument("--kv-window", type=int, default=0, metavar="N",
+                   help="compressed KV codecs: keep each sequence's last N tokens exact too (bf16; disables "
+                        "prefix caching)")
     p.add_argument("--lm-head-quant", default="auto", choices=["auto", "none", "int8", "int4"],
                    help="output head RTN at load (auto: int8 for quantized checkpoints)")
     p.add_argument("--max-num-seqs", type=int, default=64)

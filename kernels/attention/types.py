@@ -15,6 +15,7 @@ class PrefillSpan:
     q_len: int
     ctx_len: int  # tokens in the cache for this sequence including this chunk
     block_table: torch.Tensor  # (nb,) long
+    window_slot: int = 0  # the sequence's row of the exact recent-window ring, when the cache has one
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,3 +30,4 @@ class PagedBatch:
     prefills: tuple[PrefillSpan, ...]
     decode_slots: torch.Tensor | None = None  # (Bd, L) long flat slot of each context position (fast path)
     decode_mask: torch.Tensor | None = None  # (Bd, 1, 1, L) bool valid positions; None when all are valid
+    decode_window_slots: tuple[int, ...] = ()  # (Bd,) recent-window ring row of each decode

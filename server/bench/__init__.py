@@ -50,7 +50,8 @@ def register(sub) -> None:
     k = bench.add_parser("kv", help="engine decode tok/s per KV-cache codec (ratios vs the first)")
     k.add_argument("--model", required=True, help="model dir or pulled name")
     k.add_argument("--kv-caches", default="bf16,int8,kivi2",
-                   help="comma list of CODEC or CODEC=MODEL_DIR (an RVQ setting is a checkpoint with codebooks)")
+                   help="comma list of CODEC[+wN][=MODEL_DIR] (an RVQ setting is a checkpoint with codebooks; "
+                        "+wN: last N tokens exact)")
     k.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     k.add_argument("--batches", default="1,32")
     k.add_argument("--prompt-len", type=int, default=64)

@@ -1,7 +1,8 @@
 """`presso bench kv`: decode tokens/s of the engine per KV-cache codec, measured in one run.
 
-Each entry of --kv-caches is `CODEC` or `CODEC=MODEL_DIR` (an RVQ setting lives in a checkpoint's
-presso_kv.safetensors, so two RVQ settings are two directories). For every entry and batch size B the
+Each entry of --kv-caches is `CODEC[+wN][=MODEL_DIR]` (an RVQ setting lives in a checkpoint's
+presso_kv.safetensors, so two RVQ settings are two directories; +wN keeps each sequence's last N tokens
+exact too, server/kv/window.py). For every entry and batch size B the
 engine decodes --tokens greedy tokens for B random prompts; decode tokens/s counts from the first
 generated token (prefill excluded). The first entry (bf16 by default) is the baseline of the ratios.
 """
@@ -18,12 +19,15 @@ from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 
 
-def parse_entries(text: str, model: str) -> list[tuple[str, str, str]]:
-    """'bf16,rvq=DIR' -> [(label, codec, model dir)]; labels are unique."""
+def parse_entries(text: str, model: str) -> list[tuple[str, str, int, str]]:
+    """'bf16,rvq+w64=DIR' -> [(label, codec, recent window, model dir)]; labels are unique."""
     out = []
     for item in filter(None, (s.strip() for s in text.split(","))):
-        codec, _, path = item.partition("=")
-        out.append((item if path else codec, codec, path or model))
+        spec, _, path = item.partition("=")
+        codec, _, win = spec.partition("+w")
+        if win and not win.isdigit():
+            raise PressoInputError(f"--kv-caches {item}: a window is written +wN, e.g. rvq+w64")
+        out.append((item if path else spec, codec, int(win or 0), path or model))
     if not out:
         raise PressoInputError("--kv-caches: give at least one codec, e.g. bf16,int8,kivi2,rvq")
     return out
@@ -34,10 +38,10 @@ def run(args) -> dict:
         torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
-    for label, codec, model in parse_entries(args.kv_caches, args.model):
+    for label, codec, window, model in parse_entries(args.kv_caches, args.model):
         cfg = EngineConfig(model=model, dtype=args.dtype, kv_cache_dtype=codec, kv_cache_memory=args.kv_cache_memory,
                            max_num_seqs=max(batches), max_num_batched_tokens=args.max_num_batched_tokens,
-                           enable_prefix_caching=False)
+                           enable_prefix_caching=False, kv_window=window)
         try:
             core = EngineCore(cfg)
         except ValueError as exc:  # unknown codec, missing codebooks: one user-facing line

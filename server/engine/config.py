@@ -25,6 +25,7 @@ class EngineConfig:
     seed: int = 0
     lm_head_quant: str = "auto"  # int8 | int4 (g64): run the output head RTN-quantized; auto: int8 if quantized
     num_kv_blocks: int | None = None  # override the budget (tests force preemption with a tiny cache)
+    kv_window: int = 0  # compressed KV codecs: each sequence's last N tokens also kept exact (server/kv/window.py)
 
     def validate(self) -> EngineConfig:
         if self.dtype not in DTYPE_NAMES:
@@ -38,6 +39,8 @@ class EngineConfig:
             raise ValueError(f"lm_head_quant must be one of {LM_HEAD_QUANT}, got {self.lm_head_quant!r}")
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ValueError(f"max_model_len must be positive, got {self.max_model_len!r}")
+        if not isinstance(self.kv_window, int) or self.kv_window < 0:
+            raise ValueError(f"kv_window must be a non-negative int, got {self.kv_window!r}")
         if self.num_kv_blocks is not None and self.num_kv_blocks < 1:
             raise ValueError(f"num_kv_blocks must be positive, got {self.num_kv_blocks!r}")
         return self

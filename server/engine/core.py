@@ -64,8 +64,12 @@ class EngineCore:
         self.max_model_len = min(config.max_model_len or limit, limit)
         codec = resolve_codec_name(config.kv_cache_dtype, self.dtype)
         self.kv = KVCache(codec, self.model.num_layers, self.model.num_kv_heads, self.model.head_dim,
-                          config.block_size, config.kv_cache_memory, self.model_dir, config.num_kv_blocks)
-        self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, config.enable_prefix_caching)
+                          config.block_size, config.kv_cache_memory, self.model_dir, config.num_kv_blocks,
+                          config.kv_window, config.max_num_seqs)
+        # A cached prefix block keeps only codes, but a request starting after it would need its last
+        # kv_window tokens exactly: with a window, prefixes are recomputed instead of shared.
+        prefix_caching = config.enable_prefix_caching and not config.kv_window
+        self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
         self.runner = ModelRunner(self.model, self.kv, config.seed)

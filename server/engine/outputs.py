@@ -26,6 +26,7 @@ class ScheduledSeq:
     num_generated: int  # tokens generated so far: the per-request seed's step counter
     prompt_logprobs_from: int | None  # first prompt position (>= 1) whose logprob this chunk reports
     prompt_logprob_targets: tuple[int, ...] = ()  # prompt tokens at positions prompt_logprobs_from..
+    window_slot: int = 0  # the request's row of the exact recent-window ring (server/kv/window.py)
 
     @property
     def num_tokens(self) -> int:

@@ -27,6 +27,7 @@ class Request:
     eos_token_ids: frozenset[int] = frozenset()
     token_ids: list[int] = field(default_factory=list)  # prompt + generated
     block_ids: list[int] = field(default_factory=list)
+    window_slot: int = -1  # row of the KV cache's exact recent-window ring while running
     num_computed_tokens: int = 0
     num_cached_prompt_tokens: int = 0
     num_hashed_blocks: int = 0

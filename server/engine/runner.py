@@ -54,11 +54,12 @@ class ModelRunner:
             parts_ids.append(torch.tensor(s.token_ids, dtype=torch.long))
             parts_pos.append(p)
             parts_slots.append(table[p // bs] * bs + p % bs)
-            spans.append(PrefillSpan(start, s.num_tokens, s.start_pos + s.num_tokens, table))
+            spans.append(PrefillSpan(start, s.num_tokens, s.start_pos + s.num_tokens, table, s.window_slot))
             start += s.num_tokens
         batch = PagedBatch(
             slot_mapping=torch.cat(parts_slots), num_decodes=len(decodes), decode_block_tables=tables,
             decode_context_lens=ctx, decode_max_len=int(ctx.max()) if decodes else 0, prefills=tuple(spans),
+            decode_window_slots=tuple(s.window_slot for s in decodes),
         )
         if decodes:  # computed once per step, shared by every layer
             slots_, mask = decode_slots_and_mask(batch, bs)

@@ -33,6 +33,7 @@ class Scheduler:
         self.running: list[Request] = []
         self.requests: dict[str, Request] = {}
         self.num_preemptions = 0
+        self._window_slots = list(range(max_num_seqs - 1, -1, -1))  # one per running request
 
     # ---- admission and cancellation ------------------------------------------------------------------
     def check(self, prompt_token_ids, params) -> None:
@@ -100,6 +101,7 @@ class Scheduler:
                 break
             self.waiting.popleft()
             req.block_ids = cached + new
+            req.window_slot = self._window_slots.pop()
             req.num_computed_tokens = num_cached
             if req.num_preemptions == 0:
                 req.num_cached_prompt_tokens = num_cached
@@ -127,9 +129,15 @@ class Scheduler:
                 return False
         return True
 
+    def _release_window(self, req: Request) -> None:
+        if req.window_slot >= 0:
+            self._window_slots.append(req.window_slot)
+            req.window_slot = -1
+
     def _preempt(self, req: Request) -> None:
         self.running.remove(req)
         self.bm.free(req.block_ids)
+        self._release_window(req)
         req.block_ids = []
         req.num_computed_tokens = 0
         req.num_hashed_blocks, req.last_hash = 0, None
@@ -151,6 +159,7 @@ class Scheduler:
             block_ids=tuple(req.block_ids), sample=start + n == req.num_tokens, params=p,
             output_token_ids=tuple(req.output_token_ids) if penalties else (),
             num_generated=req.num_generated, prompt_logprobs_from=plp_from, prompt_logprob_targets=targets,
+            window_slot=req.window_slot,
         )
 
     # ---- update --------------------------------------------------------------------------------------
@@ -214,5 +223,6 @@ class Scheduler:
         if req.block_ids:
             self.bm.free(req.block_ids)
         req.block_ids = []
+        self._release_window(req)
         req.status = Status.FINISHED
         req.finish_reason = reason

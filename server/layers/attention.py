@@ -3,7 +3,9 @@
 Plain codecs (pages hold the values) go through the kernel dispatcher (`paged_attention`: the fast CPU
 path or the reference); any other codec takes the reference path: codec.read (gather + dequant) per
 sequence, then causal softmax attention, except decode rows of codecs with `attend_decode` (RVQ), which
-attend on the codes directly. Sits between a model's qkv projection and its output projection.
+attend on the codes directly. With an exact recent window (pages `win_k`/`win_v`) each sequence's last
+W positions are read exactly and older ones as the codec stored them (server/kv/window.py). Sits between
+a model's qkv projection and its output projection.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import torch
 
 from presso.kernels.attention.reference import attend_one
 from presso.kernels.attention.types import PagedBatch
+from presso.server.kv import window
 from presso.server.kv.codecs import KVCodec
 
 
@@ -24,6 +27,8 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, codec: KV
     codec.write(pages, batch.slot_mapping, k, v)
     if codec.plain:
         return kernel(q, pages["k"], pages["v"], batch, scale)
+    if "win_k" in pages:
+        return windowed_attention(q, k, v, codec, pages, batch, scale)
     return decoded_attention(q, codec, pages, batch, scale)
 
 
@@ -42,4 +47,20 @@ def decoded_attention(q, codec: KVCodec, pages, batch: PagedBatch, scale: float)
         kk, vv = codec.read(pages, span.block_table, span.ctx_len)
         rows = slice(span.start, span.start + span.q_len)
         out[rows] = attend_one(q[rows], kk, vv, scale)
+    return out
+
+
+def windowed_attention(q, k, v, codec: KVCodec, pages, batch: PagedBatch, scale: float) -> torch.Tensor:
+    """Codec pages plus an exact recent window (server/kv/window.py): per sequence, the last W positions
+    before each query exactly, older ones as stored; then this step's tokens go into the ring."""
+    out = torch.empty_like(q)
+    seqs = [(slice(i, i + 1), batch.decode_block_tables[i], int(batch.decode_context_lens[i]),
+             batch.decode_window_slots[i]) for i in range(batch.num_decodes)]
+    seqs += [(slice(s.start, s.start + s.q_len), s.block_table, s.ctx_len, s.window_slot) for s in batch.prefills]
+    for rows, table, n, slot in seqs:
+        n0 = n - (rows.stop - rows.start)  # tokens cached before this step
+        kk, vv = codec.read(pages, table, n)
+        out[rows] = window.attend(q[rows], kk, vv, k[rows], v[rows], pages, slot, n0, scale).to(q.dtype)
+    for rows, _, n, slot in seqs:  # after every read: the ring holds positions before this step
+        window.update(pages, slot, n - (rows.stop - rows.start), k[rows], v[rows])
     return out

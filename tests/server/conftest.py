@@ -1,5 +1,6 @@
 """Server test fixtures: a tiny Llama with peaked logits (so greedy parity is a meaningful check) and
-compressed-tensors int8 / int4 copies of it written by the compressed-tensors library."""
+compressed-tensors int8 / int4 copies of it written by the compressed-tensors library, and a copy with
+KV-cache RVQ codebooks."""
 
 from __future__ import annotations
 
@@ -55,3 +56,25 @@ def quantized_dirs(tmp_path_factory, parity_llama_dir) -> dict[str, Path]:
         "int4": quantize_rtn(parity_llama_dir, root / "int4", bits=4, group_size=32, symmetric=False),
         "int4-channel": quantize_rtn(parity_llama_dir, root / "int4c", bits=4, group_size=None, symmetric=True),
     }
+
+
+@pytest.fixture(scope="session")
+def kv_model_dir(parity_llama_dir, tmp_path_factory):
+    """The parity model (head_dim 16, 2 KV heads) plus 2-stage RVQ codebooks: 12 B/token/layer vs bf16's 64."""
+    import shutil
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from presso.compression.checkpoint.kv_codebooks import save_kv_codebooks
+    from presso.compression.kv_rvq.calibrate import calibrate_rvq, parse_kv_spec
+
+    out = tmp_path_factory.mktemp("kv-engine") / "model"
+    shutil.copytree(parity_llama_dir, out)
+    model = AutoModelForCausalLM.from_pretrained(out).eval()
+    g = torch.Generator().manual_seed(0)
+    windows = torch.randint(3, model.config.vocab_size, (8, 96), generator=g)
+    spec = parse_kv_spec("rvq:stages=2,codebook=64,group=8")
+    layers, report = calibrate_rvq(model, windows, spec, progress=False)
+    save_kv_codebooks(out, spec, layers, report)
+    return out

@@ -4,33 +4,14 @@ sequences bf16 does) and prefix caching that leaves a sequence's outputs unchang
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-import torch
-from transformers import AutoModelForCausalLM
 
-from presso.compression.checkpoint.kv_codebooks import save_kv_codebooks
-from presso.compression.kv_rvq.calibrate import calibrate_rvq, parse_kv_spec
 from presso.server import LLM, SamplingParams
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 
 CODECS = ("bf16", "int8", "kivi2", "rvq")
-
-
-@pytest.fixture(scope="module")
-def kv_model_dir(parity_llama_dir, tmp_path_factory):
-    """The parity model (head_dim 16, 2 KV heads) plus 2-stage RVQ codebooks: 12 B/token/layer vs bf16's 64."""
-    out = tmp_path_factory.mktemp("kv-engine") / "model"
-    shutil.copytree(parity_llama_dir, out)
-    model = AutoModelForCausalLM.from_pretrained(out).eval()
-    g = torch.Generator().manual_seed(0)
-    windows = torch.randint(3, model.config.vocab_size, (8, 96), generator=g)
-    spec = parse_kv_spec("rvq:stages=2,codebook=64,group=8")
-    layers, report = calibrate_rvq(model, windows, spec, progress=False)
-    save_kv_codebooks(out, spec, layers, report)
-    return out
 
 
 def _admitted(model_dir, codec: str, budget: int) -> tuple[int, int]:
