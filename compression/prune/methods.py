@@ -4,7 +4,8 @@ Registered in the same registry as rtn/gptq/awq (recipe step `method:`); each su
 `quantize`. magnitude: score |W_ij|. wanda: score |W_ij| * ||X_j||_2, with ||X_j||^2 = n/2 * H_jj read off
 the calibration Hessian's diagonal (the n/2 factor cancels inside a row). Both compare scores per output
 row (N:M: per group of M) and never update weights. sparsegpt: OBS with weight updates (obs.py); a step
-that also sets `bits` quantizes the kept weights in the same pass (joint mode).
+that also sets `bits` prunes and quantizes jointly (params.actorder: SparseGPT's mask, then one act-order
+OBS pass over the original weights for both errors; false: the paper's single column-order pass).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from presso.compression.methods.registry import LayerStats, Method, QuantizedWeight, register_method
 from presso.compression.prune.masks import keep_mask
-from presso.compression.prune.obs import sparsegpt
+from presso.compression.prune.obs import sparsegpt, sparsegpt_actorder
 from presso.compression.prune.spec import SparsitySpec
 from presso.compression.prune.types import Grid, PrunedWeight, without_update
 
@@ -28,6 +29,9 @@ class SparseGptParams(BaseModel):
 
     damp: float = Field(0.01, gt=0, le=1, description="fraction of mean(diag H) added to diag H")
     block_size: int = Field(128, ge=1, le=4096, description="columns per lazy update / adaptive mask block")
+    actorder: bool = Field(
+        True, description="joint mode: mask from the SparseGPT pass, then one act-order OBS pass that prunes and "
+                          "quantizes together (false: one column-order pass choosing mask and codes at once)")
     clip: bool = Field(True, description="joint mode: group ranges from an output-error clip search")
     clip_grid: int = Field(20, ge=1, le=100, description="shrink ratios tried by the clip search")
     clip_min: float = Field(0.5, gt=0, le=1, description="smallest range ratio tried")
@@ -56,6 +60,9 @@ def prune_sparsegpt(linear: torch.nn.Linear, stats: LayerStats | None, sparsity:
     assert isinstance(params, SparseGptParams)
     propagate = params.fixed_grid_update or not isinstance(grid, QuantizedWeight)
     clip = (params.clip_grid, params.clip_min) if params.clip else None
+    if params.actorder and grid is not None and not isinstance(grid, QuantizedWeight):
+        return sparsegpt_actorder(linear.weight.detach(), stats.hessian, sparsity, grid, params.damp,
+                                  params.block_size, clip)
     return sparsegpt(linear.weight.detach(), stats.hessian, sparsity, grid, params.damp, params.block_size,
                      propagate, clip)
 

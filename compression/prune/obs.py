@@ -8,6 +8,8 @@ when the block starts; N:M picks M - N per row of every M columns when that grou
 target is 0 where pruned, else the weight itself (prune only) or its rounding on the grid; the error
 (w - target) / d is spread over the remaining columns. With `propagate=False` no weight is updated (the
 mask still comes from the OBS saliency), which keeps kept weights exactly on a fixed grid.
+`sparsegpt_actorder` is the default joint mode: the same adaptive mask, then one act-order OBS pass that
+prunes and quantizes together (GPTQ's column order, which the N:M mask selection itself cannot use).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import math
 import torch
 
 from presso.compression.methods.clip import clip_search
-from presso.compression.methods.gptq import inverse_factor
+from presso.compression.methods.gptq import GptqParams, gptq_pass, inverse_factor
 from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes
 from presso.compression.methods.registry import QuantizedWeight
 from presso.compression.prune.masks import keep_mask
@@ -97,3 +99,18 @@ def sparsegpt(w: torch.Tensor, h: torch.Tensor, sparsity: SparsitySpec, grid: Gr
         qw = QuantizedWeight(codes=codes.to(torch.int8), scale=scale, zero=zero.to(torch.int8), spec=spec)
         w = qw.dequantize()
     return PrunedWeight(w * keep, keep, qw)
+
+
+@torch.no_grad()
+def sparsegpt_actorder(w: torch.Tensor, h: torch.Tensor, sparsity: SparsitySpec, spec: GridSpec, damp: float,
+                       block_size: int, clip: tuple[int, float] | None) -> PrunedWeight:
+    """Joint prune + quantize with act-order: the mask comes from a SparseGPT pass (column order, as N:M
+    needs; its weight updates are discarded), then ONE OBS pass over the original weights in order of
+    decreasing diag(H) zeroes the pruned entries and rounds the kept ones, spreading both errors over the
+    columns still to come. Static group grids (no g_idx) are fitted to the original kept weights: fitting
+    them to the first pass's compensated weights measured worse on SmolLM2 (54.26 vs 53.92)."""
+    first = sparsegpt(w, h, sparsity, None, damp, block_size)
+    params = GptqParams(damp=damp, block_size=block_size, actorder=True, clip=clip is not None,
+                        **({} if clip is None else {"clip_grid": clip[0], "clip_min": clip[1]}))
+    qw = gptq_pass(w, h, spec, params, first.keep, grid_from=w.float() * first.keep)
+    return PrunedWeight(qw.dequantize() * first.keep, first.keep, qw)

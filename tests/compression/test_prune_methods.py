@@ -82,9 +82,14 @@ def test_joint_pass_codes_and_error(layer):
     params = gptq.params(actorder=True, clip=True)
     seq = gptq.quantize(after, LayerStats(stats.hessian, stats.tokens, pruned.keep), spec, params)
     assert torch.all(seq.dequantize()[~pruned.keep] == 0)  # GPTQ kept the mask
-    # Measured here: joint 0.08426 vs prune->gptq(actorder, clip) 0.08420 (a tie; GPTQ's act-order is not
-    # available inside the N:M pass). Against GPTQ in column order the joint pass wins outright.
-    assert _error(layer, joint.weight) <= 1.01 * _error(layer, seq.dequantize()), "joint worse than prune->gptq"
+    # Measured here: act-order joint (the default) 0.08487, column-order joint 0.08426, prune->gptq(actorder,
+    # clip) 0.08420: a tie within 1 %. On SmolLM2 the order of the three flips with the calibration draw.
+    column = get_method("sparsegpt").prune(linear, stats, parse_sparsity("2:4"), spec,
+                                           get_method("sparsegpt").params(actorder=False))
+    assert torch.equal(joint.keep, pruned.keep)  # the act-order pass keeps SparseGPT's adaptive mask
+    for res in (joint, column):
+        assert torch.equal(res.quantized.dequantize(), res.weight) and torch.all(res.weight[~res.keep] == 0)
+        assert _error(layer, res.weight) <= 1.01 * _error(layer, seq.dequantize()), "joint worse than prune->gptq"
     plain = gptq.quantize(after, LayerStats(stats.hessian, stats.tokens, pruned.keep), spec, gptq.params())
     assert _error(layer, joint.weight) < _error(layer, plain.dequantize())
 
