@@ -66,6 +66,9 @@ class EngineCore:
         self.kv = KVCache(codec, self.model.num_layers, self.model.num_kv_heads, self.model.head_dim,
                           config.block_size, config.kv_cache_memory, self.model_dir, config.num_kv_blocks,
                           config.kv_window, config.max_num_seqs)
+        if self.kv.codecs[0].pre_rope and not hasattr(self.model, "rope"):
+            raise ValueError(f"{self.model_dir}: KV codebooks code keys before RoPE, but this model has no rotary "
+                             "embedding; recalibrate with keys=post_rope")
         # A cached prefix block keeps only codes, but a request starting after it would need its last
         # kv_window tokens exactly: with a window, prefixes are recomputed instead of shared.
         prefix_caching = config.enable_prefix_caching and not config.kv_window

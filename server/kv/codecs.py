@@ -27,6 +27,7 @@ def register_codec(name: str):
 class KVCodec:
     name: ClassVar[str] = ""
     plain: ClassVar[bool] = False
+    pre_rope: bool = False  # keys are stored before RoPE: the attention layer rotates what `read` returns
 
     def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0, block_size: int = 16):
         self.num_kv_heads, self.head_dim, self.block_size = num_kv_heads, head_dim, block_size

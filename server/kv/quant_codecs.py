@@ -76,9 +76,8 @@ class RVQCodec(KVCodec):
             raise ValueError(f"{model_dir}/presso_kv.safetensors has {len(layers)} layers, model needs more")
         if head_dim % spec.group:
             raise ValueError(f"rvq group {spec.group} does not divide head_dim {head_dim}")
-        if spec.keys != "post_rope":
-            raise ValueError("the rvq codec serves post-RoPE key codebooks; recalibrate with keys=post_rope")
         self.spec = spec
+        self.pre_rope = spec.keys == "pre_rope"  # codes of k_proj's output; RoPE is applied after decoding
         books = layers[layer]
         self.k_books, self.k_perm = books.k_books.float(), books.k_perm.long()
         self.v_books, self.v_perm = books.v_books.float(), books.v_perm.long()
@@ -109,7 +108,8 @@ class RVQCodec(KVCodec):
         return k, v
 
     def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float) -> torch.Tensor:
-        """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32."""
+        """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32 (post-RoPE
+        keys only: a pre-RoPE key must be rotated to its position after decoding)."""
         return _op("kv_rvq_attend", pages["k"])(
             q, _gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
             _gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),

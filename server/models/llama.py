@@ -50,7 +50,7 @@ class LlamaLayer(nn.Module):
         self.scale = head_dim ** -0.5
         self.prefix = p
 
-    def forward(self, x, cos, sin, batch: PagedBatch, codec, pages, kernel) -> torch.Tensor:
+    def forward(self, x, cos, sin, batch: PagedBatch, codec, pages, kernel, rope=None) -> torch.Tensor:
         """x (T, hidden) -> (T, hidden)."""
         t = x.shape[0]
         qkv = self.qkv(self.ln1(x))  # (T, (H + 2 Hkv) D): [q | k | v]
@@ -58,7 +58,8 @@ class LlamaLayer(nn.Module):
         qk = apply_rotary(qkv[:, : n_qk * self.head_dim].view(t, n_qk, self.head_dim), cos, sin)  # q and k at once
         q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]  # (T, H, D), (T, Hkv, D)
         v = qkv[:, n_qk * self.head_dim:].view(t, self.n_kv, self.head_dim)
-        a = paged_attention(q, k, v, codec, pages, batch, self.scale, kernel)
+        k_pre = qkv[:, self.n_heads * self.head_dim : n_qk * self.head_dim].view(t, self.n_kv, self.head_dim)
+        a = paged_attention(q, k, v, codec, pages, batch, self.scale, kernel, k_pre, rope)
         x = x + self.o(a.reshape(t, -1))
         gate, up = self.gate_up(self.ln2(x)).chunk(2, dim=-1)
         return x + self.down(F.silu(gate) * up)
@@ -103,8 +104,12 @@ class LlamaForCausalLM(CausalLM):
             x = F.embedding(input_ids, self.embed)  # (T, hidden)
         cos, sin = self.rotary.cos_sin(positions, self.dtype)
         for layer, codec, pages in zip(self.layers, kv.codecs, kv.layers, strict=True):
-            x = layer(x, cos, sin, batch, codec, pages, self.attn_kernel)
+            x = layer(x, cos, sin, batch, codec, pages, self.attn_kernel, self.rope)
         return self.norm(x)
+
+    def rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Keys read back before RoPE (pre-RoPE KV codecs): x (n, Hkv, D) at positions (n,) -> rotated, fp32."""
+        return apply_rotary(x.float(), *self.rotary.cos_sin(positions, torch.float32))
 
     def head_weight(self) -> torch.Tensor | None:
         if self.tied:

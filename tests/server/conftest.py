@@ -58,9 +58,7 @@ def quantized_dirs(tmp_path_factory, parity_llama_dir) -> dict[str, Path]:
     }
 
 
-@pytest.fixture(scope="session")
-def kv_model_dir(parity_llama_dir, tmp_path_factory):
-    """The parity model (head_dim 16, 2 KV heads) plus 2-stage RVQ codebooks: 12 B/token/layer vs bf16's 64."""
+def _with_kv_codebooks(model_dir, out, spec_text: str):
     import shutil
 
     import torch
@@ -69,12 +67,25 @@ def kv_model_dir(parity_llama_dir, tmp_path_factory):
     from presso.compression.checkpoint.kv_codebooks import save_kv_codebooks
     from presso.compression.kv_rvq.calibrate import calibrate_rvq, parse_kv_spec
 
-    out = tmp_path_factory.mktemp("kv-engine") / "model"
-    shutil.copytree(parity_llama_dir, out)
+    shutil.copytree(model_dir, out)
     model = AutoModelForCausalLM.from_pretrained(out).eval()
     g = torch.Generator().manual_seed(0)
     windows = torch.randint(3, model.config.vocab_size, (8, 96), generator=g)
-    spec = parse_kv_spec("rvq:stages=2,codebook=64,group=8")
+    spec = parse_kv_spec(spec_text)
     layers, report = calibrate_rvq(model, windows, spec, progress=False)
     save_kv_codebooks(out, spec, layers, report)
     return out
+
+
+@pytest.fixture(scope="session")
+def kv_model_dir(parity_llama_dir, tmp_path_factory):
+    """The parity model (head_dim 16, 2 KV heads) plus 2-stage RVQ codebooks: 12 B/token/layer vs bf16's 64."""
+    return _with_kv_codebooks(parity_llama_dir, tmp_path_factory.mktemp("kv-engine") / "model",
+                              "rvq:stages=2,codebook=64,group=8")
+
+
+@pytest.fixture(scope="session")
+def kv_prerope_dir(parity_llama_dir, tmp_path_factory):
+    """The same with codebooks of keys taken before RoPE (k_proj's output)."""
+    return _with_kv_codebooks(parity_llama_dir, tmp_path_factory.mktemp("kv-prerope") / "model",
+                              "rvq:stages=2,codebook=64,group=8,keys=pre_rope")
