@@ -143,9 +143,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="pruning-only checkpoints: compressed-tensors sparse-(24-)bitmask (small; presso loads it) "
                         "or dense (plain weights; transformers loads it too)")
     c.add_argument("--json", action="store_true", help="print one JSON line")
-    c.add_argument("--kv", default=None, metavar="rvq[:stages=S,codebook=C,group=G,keys=post_rope|pre_rope]",
-                   help="also calibrate KV-cache RVQ codebooks (presso_kv.safetensors; needs --calib); "
-                        "keys=pre_rope codes k_proj's output and the server rotates keys after decoding")
+    c.add_argument("--kv", default=None, metavar="rvq[:stages=S,codebook=C,group=G,keys=auto|pre_rope|post_rope]",
+                   help="also calibrate KV-cache RVQ codebooks (presso_kv.safetensors; needs --calib); keys: "
+                        "pre_rope codes k_proj's output and the server rotates keys after decoding (auto: "
+                        "pre_rope on RoPE models); post_rope allows code-space decode scoring")
     target = c.add_mutually_exclusive_group()  # mixed precision: override a `mixed` recipe's target
     target.add_argument("--target-bits", type=float, default=None,
                         help="mixed recipes: average bits per weight of the targeted Linears (scales included)")

@@ -17,7 +17,7 @@ from presso.compression.checkpoint.errors import PressoInputError
 
 KV_FILE = "presso_kv.safetensors"
 KV_FORMAT_VERSION = 1
-KEY_POSITIONS = ("post_rope", "pre_rope")
+KEY_POSITIONS = ("post_rope", "pre_rope")  # as stored; a spec may also say "auto" until calibration resolves it
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,7 +25,8 @@ class RVQSpec:
     stages: int = 8
     entries: int = 256
     group: int = 32
-    keys: str = "post_rope"  # where keys are coded: after RoPE (fast code-space scores) or before it
+    keys: str = "auto"  # where keys are coded: before RoPE (auto, on RoPE models: measured far better) or after
+    # it (code-space scoring); calibrate_rvq resolves auto per model
 
     def validate(self) -> RVQSpec:
         if not 1 <= self.stages <= 32:
@@ -34,8 +35,8 @@ class RVQSpec:
             raise PressoInputError(f"rvq codebook must be in 2..65536 entries, got {self.entries}")
         if self.group < 1:
             raise PressoInputError(f"rvq group must be positive, got {self.group}")
-        if self.keys not in KEY_POSITIONS:
-            raise PressoInputError(f"rvq keys must be one of {', '.join(KEY_POSITIONS)}, got {self.keys!r}")
+        if self.keys not in (*KEY_POSITIONS, "auto"):
+            raise PressoInputError(f"rvq keys must be auto, {', '.join(KEY_POSITIONS)}, got {self.keys!r}")
         return self
 
     def code_bytes(self) -> int:
@@ -57,6 +58,7 @@ class LayerCodebooks:
 def save_kv_codebooks(directory: Path, spec: RVQSpec, layers: list[LayerCodebooks], report: dict) -> Path:
     from safetensors.torch import save_file
 
+    assert spec.keys in KEY_POSITIONS, "calibrate_rvq resolves keys=auto before anything is saved"
     tensors = {}
     for i, layer in enumerate(layers):
         tensors[f"layers.{i}.k.codebooks"] = layer.k_books.float().contiguous()

@@ -1,13 +1,15 @@
 """Calibrate RVQ codebooks for every layer's K and V, and measure their reconstruction SQNR.
 
 `parse_kv_spec("rvq:stages=8,codebook=256,group=32,keys=post_rope")` -> RVQSpec;
-`calibrate_rvq(model, windows, spec)` -> (per-layer LayerCodebooks, report dict). Keys are grouped
+`calibrate_rvq(model, windows, spec)` -> (spec, per-layer LayerCodebooks, report dict); keys=auto (the
+default) becomes pre_rope on RoPE models (measured: 20.1 vs 16.2 dB key SQNR on SmolLM2), else post_rope. Keys are grouped
 non-contiguously (channels j, j+ng, ...), values contiguously, as arXiv 2410.15704 found best.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import torch
 from tqdm.auto import tqdm
@@ -58,8 +60,19 @@ def _fit(x: torch.Tensor, spec: RVQSpec, interleaved: bool, seed: int, max_vecto
     return books, perm, sqnr_db(x, kvref.rvq_decode(codes, rms, books, perm))
 
 
+def resolve_keys(spec: RVQSpec, model) -> RVQSpec:
+    """keys=auto -> pre_rope for models with a rotary embedding and k_proj (Llama family), else post_rope."""
+    if spec.keys != "auto":
+        return spec
+    rotary = any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules())
+    k_proj = all(hasattr(layer.self_attn, "k_proj") for layer in getattr(model.model, "layers", [None]) if layer)
+    return replace(spec, keys="pre_rope" if rotary and k_proj else "post_rope")
+
+
 def calibrate_rvq(model, windows: torch.Tensor, spec: RVQSpec, seed: int = 0, max_vectors: int = 200_000,
-                  progress: bool = True) -> tuple[list[LayerCodebooks], dict]:
+                  progress: bool = True) -> tuple[RVQSpec, list[LayerCodebooks], dict]:
+    """-> (spec with keys resolved, per-layer codebooks, report)."""
+    spec = resolve_keys(spec, model)
     head_dim = getattr(model.config, "head_dim", None) or model.config.hidden_size // model.config.num_attention_heads
     if head_dim % spec.group:
         raise PressoInputError(f"--kv: group {spec.group} must divide the head dim {head_dim}")
@@ -76,4 +89,4 @@ def calibrate_rvq(model, windows: torch.Tensor, spec: RVQSpec, seed: int = 0, ma
         "bf16_bytes_per_token_per_layer": 2 * model.config.num_key_value_heads * head_dim * 2,
         "calibration_tokens": int(windows.numel()), "layers": rows,
     }
-    return layers, report
+    return spec, layers, report

@@ -41,7 +41,7 @@ def calibrate(model, windows: torch.Tensor | None, spec: RVQSpec | None, progres
     if spec is None:
         return None
     assert windows is not None, "parse() requires --calib with --kv"
-    layers, report = calibrate_rvq(model, windows[:KV_CALIB_WINDOWS], spec, progress=progress)
+    spec, layers, report = calibrate_rvq(model, windows[:KV_CALIB_WINDOWS], spec, progress=progress)
     return KVCalibration(spec, layers, report)
 
 

@@ -20,6 +20,7 @@ def test_compress_with_kv_writes_codebooks_the_engine_serves(tiny_llama_dir, sam
     assert r.returncode == 0, r.stderr
     spec, layers = load_kv_codebooks(out)
     assert (spec.stages, spec.entries, spec.group) == (3, 32, 8) and len(layers) == 2
+    assert spec.keys == "pre_rope"  # keys=auto on a RoPE model: coded before RoPE
     assert layers[0].k_books.shape == (3, 32, 8)
     report = json.loads((out / "report.json").read_text())["kv_cache"]
     presso = json.loads((out / "presso.json").read_text())["kv_cache"]

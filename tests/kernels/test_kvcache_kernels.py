@@ -153,7 +153,7 @@ def _rvq_codec(model_dir):
     """An RVQ codec over random-data codebooks saved as presso_kv.safetensors in model_dir."""
     x = torch.randn(200, 2, 32, generator=torch.Generator().manual_seed(11))
     (kb, kp), (vb, vp) = _books(x, 3, 8, True), _books(x * 2, 3, 8, False)
-    save_kv_codebooks(model_dir, RVQSpec(stages=3, entries=64, group=8), [LayerCodebooks(kb, kp, vb, vp)], {})
+    save_kv_codebooks(model_dir, RVQSpec(stages=3, entries=64, group=8, keys="post_rope"), [LayerCodebooks(kb, kp, vb, vp)], {})
     return RVQCodec(2, 32, model_dir, layer=0, block_size=8)
 
 

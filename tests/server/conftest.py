@@ -72,16 +72,17 @@ def _with_kv_codebooks(model_dir, out, spec_text: str):
     g = torch.Generator().manual_seed(0)
     windows = torch.randint(3, model.config.vocab_size, (8, 96), generator=g)
     spec = parse_kv_spec(spec_text)
-    layers, report = calibrate_rvq(model, windows, spec, progress=False)
+    spec, layers, report = calibrate_rvq(model, windows, spec, progress=False)
     save_kv_codebooks(out, spec, layers, report)
     return out
 
 
 @pytest.fixture(scope="session")
 def kv_model_dir(parity_llama_dir, tmp_path_factory):
-    """The parity model (head_dim 16, 2 KV heads) plus 2-stage RVQ codebooks: 12 B/token/layer vs bf16's 64."""
+    """The parity model (head_dim 16, 2 KV heads) plus 2-stage RVQ codebooks of post-RoPE keys (the
+    code-space decode path): 12 B/token/layer vs bf16's 64."""
     return _with_kv_codebooks(parity_llama_dir, tmp_path_factory.mktemp("kv-engine") / "model",
-                              "rvq:stages=2,codebook=64,group=8")
+                              "rvq:stages=2,codebook=64,group=8,keys=post_rope")
 
 
 @pytest.fixture(scope="session")

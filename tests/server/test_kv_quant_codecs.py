@@ -27,7 +27,7 @@ def rvq_model_dir(tiny_llama_dir, sample_text_file, tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(out)
     ids = torch.tensor(tok(sample_text_file.read_text(), add_special_tokens=False)["input_ids"][:1024]).view(8, 128)
     spec = parse_kv_spec("rvq:stages=4,codebook=64,group=8")
-    layers, report = calibrate_rvq(model, ids, spec, progress=False)
+    spec, layers, report = calibrate_rvq(model, ids, spec, progress=False)
     save_kv_codebooks(out, spec, layers, report)
     return out
 
