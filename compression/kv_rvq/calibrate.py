@@ -65,7 +65,8 @@ def resolve_keys(spec: RVQSpec, model) -> RVQSpec:
     if spec.keys != "auto":
         return spec
     rotary = any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules())
-    k_proj = all(hasattr(layer.self_attn, "k_proj") for layer in getattr(model.model, "layers", [None]) if layer)
+    layers = getattr(getattr(model, "model", None), "layers", None) or []
+    k_proj = bool(layers) and all(hasattr(getattr(layer, "self_attn", None), "k_proj") for layer in layers)
     return replace(spec, keys="pre_rope" if rotary and k_proj else "post_rope")
 
 

@@ -9,9 +9,15 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from presso.compression.checkpoint.errors import PressoInputError
+
 
 def _layers(model) -> list:
-    return list(model.model.layers)
+    layers = getattr(getattr(model, "model", None), "layers", None)
+    if layers is None:
+        raise PressoInputError(f"--kv: KV codebooks are calibrated for Llama-family models (model.layers); "
+                               f"{type(model).__name__} is not one")
+    return list(layers)
 
 
 @torch.inference_mode()

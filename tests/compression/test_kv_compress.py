@@ -52,3 +52,4 @@ def test_compress_kv_input_errors(tiny_llama_dir, tmp_path, cli, args, message):
     r = cli("compress", "--model", str(tiny_llama_dir), "--recipe", "w8", "--out", str(tmp_path / "o"), *args)
     assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "o").exists()
+
