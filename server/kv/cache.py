@@ -61,7 +61,6 @@ class KVCache:
         self.bytes_per_token = sum(c.bytes_per_token() for c in self.codecs)
         if window and self.codecs[0].plain:
             raise ValueError(f"kv_window applies to compressed KV codecs; {codec_name!r} already stores exact values")
-        self.window = window
         # the recent-window rings come out of the same budget: W tokens at bf16 per running sequence and layer
         self.window_bytes = num_layers * ring_bytes(max_seqs, window, num_kv_heads, head_dim) if window else 0
         if num_blocks is None:
