@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from presso.compression.methods.registry import LayerStats, Method, QuantizedWeight, register_method
 from presso.compression.prune.masks import keep_mask
-from presso.compression.prune.obs import sparsegpt, sparsegpt_actorder
+from presso.compression.prune.obs import sparsegpt, sparsegpt_actorder, sparsegpt_rows
 from presso.compression.prune.spec import SparsitySpec
 from presso.compression.prune.types import Grid, PrunedWeight, without_update
 
@@ -35,6 +35,10 @@ class SparseGptParams(BaseModel):
     clip: bool = Field(True, description="joint mode: group ranges from an output-error clip search")
     clip_grid: int = Field(20, ge=1, le=100, description="shrink ratios tried by the clip search")
     clip_min: float = Field(0.5, gt=0, le=1, description="smallest range ratio tried")
+    exact_rows: bool = Field(
+        True, description="recompute each row's kept weights for its own mask (exact least squares, and in joint "
+                          "mode one per-row OBS quantization pass with the row's own Hessian) instead of keeping "
+                          "the shared-Hessian updates of the SparseGPT pass")
     fixed_grid_update: bool = Field(
         True, description="on an already quantized Linear: re-round kept weights onto the earlier grid with "
                           "OBS updates (true) or prune by OBS saliency without any update (false)")
@@ -60,6 +64,9 @@ def prune_sparsegpt(linear: torch.nn.Linear, stats: LayerStats | None, sparsity:
     assert isinstance(params, SparseGptParams)
     propagate = params.fixed_grid_update or not isinstance(grid, QuantizedWeight)
     clip = (params.clip_grid, params.clip_min) if params.clip else None
+    if params.exact_rows and propagate:
+        return sparsegpt_rows(linear.weight.detach(), stats.hessian, sparsity, grid, params.damp, params.block_size,
+                              params.actorder, clip)
     if params.actorder and grid is not None and not isinstance(grid, QuantizedWeight):
         return sparsegpt_actorder(linear.weight.detach(), stats.hessian, sparsity, grid, params.damp,
                                   params.block_size, clip)

@@ -8,8 +8,9 @@ when the block starts; N:M picks M - N per row of every M columns when that grou
 target is 0 where pruned, else the weight itself (prune only) or its rounding on the grid; the error
 (w - target) / d is spread over the remaining columns. With `propagate=False` no weight is updated (the
 mask still comes from the OBS saliency), which keeps kept weights exactly on a fixed grid.
-`sparsegpt_actorder` is the default joint mode: the same adaptive mask, then one act-order OBS pass that
-prunes and quantizes together (GPTQ's column order, which the N:M mask selection itself cannot use).
+`sparsegpt_rows` is the default (params.exact_rows): the same adaptive mask, then each row's weights
+recomputed exactly for its own mask, pruned and quantized in one per-row OBS pass (rowobs.py).
+`sparsegpt_actorder` (exact_rows: false) instead runs one act-order OBS pass with the shared Hessian.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from presso.compression.methods.gptq import GptqParams, gptq_pass, inverse_facto
 from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes
 from presso.compression.methods.registry import QuantizedWeight
 from presso.compression.prune.masks import keep_mask
+from presso.compression.prune.rowobs import GridFit, damped, exact_rows
 from presso.compression.prune.spec import SparsitySpec
 from presso.compression.prune.types import Grid, PrunedWeight
 
@@ -114,3 +116,20 @@ def sparsegpt_actorder(w: torch.Tensor, h: torch.Tensor, sparsity: SparsitySpec,
                         **({} if clip is None else {"clip_grid": clip[0], "clip_min": clip[1]}))
     qw = gptq_pass(w, h, spec, params, first.keep, grid_from=w.float() * first.keep)
     return PrunedWeight(qw.dequantize() * first.keep, first.keep, qw)
+
+
+@torch.no_grad()
+def sparsegpt_rows(w: torch.Tensor, h: torch.Tensor, sparsity: SparsitySpec, grid: Grid, damp: float,
+                   block_size: int, actorder: bool, clip: tuple[int, float] | None) -> PrunedWeight:
+    """The default: SparseGPT's adaptive mask (from a prune-only pass, or the fixed-grid pass after a
+    quantize step), then every row recomputed exactly for its mask by rowobs.exact_rows: the least-squares
+    compensation, and with a grid one per-row OBS pass that rounds the kept weights (static grids fitted to
+    the compensated weights, or the earlier step's grid)."""
+    first = sparsegpt(w, h, sparsity, grid if isinstance(grid, QuantizedWeight) else None, damp, block_size)
+    fit = None
+    if isinstance(grid, QuantizedWeight):
+        assert grid.g_idx is None, "non-contiguous groups cannot be re-rounded row by row"
+        fit = GridFit(grid.spec, fixed=(grid.scale, grid.zero))
+    elif grid is not None:
+        fit = GridFit(grid, clip=clip)
+    return exact_rows(w, damped(h, damp), first.keep, fit, actorder)
