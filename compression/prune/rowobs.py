@@ -11,9 +11,9 @@ W (out, in) fp32, H (in, in), keep (out, in) bool -> for each row r with kept se
    right; grids are static per group.
 The quantization pass uses Babai's nearest-plane form of GPTQ: with H_KK = A A^T, A upper triangular
 (a Cholesky factor of the reversed matrix), the target of the j-th kept column is
-w_j + sum_{m<j} (w_m - q_m) A_mj / A_jj, so one Cholesky per row suffices (no inverse). The rows of a
-chunk are batched: (rows, k, k) Hessians, rows padded with decoupled identity coordinates when their
-kept counts differ. tests/compression/test_rowobs.py checks it against a readable per-row twin
+w_j + sum_{m<j} (w_m - q_m) A_mj / A_jj, so one Cholesky per row suffices (no inverse). All rows are
+batched: (out, k, k) factors, rows padded with decoupled identity coordinates when their kept counts
+differ. tests/compression/test_rowobs.py checks it against a readable per-row twin
 (explicit H_KK^-1 and GPTQ's update through the Cholesky factor of the inverse).
 """
 
@@ -48,31 +48,57 @@ def _kept_order(keep: torch.Tensor, h: torch.Tensor, actorder: bool) -> tuple[to
     return idx, torch.gather(keep, 1, idx)
 
 
-def _reversed_factor(h: torch.Tensor, idx: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """-> lower Cholesky factor (n, k, k) of H restricted to each row's kept columns in REVERSED processing
-    order (padding coordinates get an identity block). With P the reversal, H_KK = A A^T for the upper
-    A = P L P, i.e. A[m, j] = L[k-1-m, k-1-j]."""
-    rev = idx.flip(1)
-    sub = h[rev[:, :, None], rev[:, None, :]]  # (n, k, k)
-    eye = torch.eye(idx.shape[1], dtype=h.dtype).expand_as(sub)
-    vrev = valid.flip(1)
-    return torch.linalg.cholesky(torch.where(vrev[:, :, None] & vrev[:, None, :], sub, eye))
+def _reversed_factors(h: torch.Tensor, rev: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """rev (n, k): each row's kept columns in REVERSED processing order -> U (n, k, k), the upper Cholesky
+    factor of H restricted to them (padding coordinates get an identity block). With P the reversal and
+    L = U^T, H_KK (processing order) = A A^T for the upper A = P L P.
+    Rows go through LAPACK a few at a time (chunks under 16 MB, which glibc serves from the heap) and as
+    column-major views: fresh multi-hundred-MB temporaries cost as much in page faults as the factorization."""
+    n, k = rev.shape
+    chunk = max(1, (16 << 20) // (4 * k * k))
+    factors = torch.empty(n, k, k)  # (n, k, k) fp32
+    sub = torch.empty(min(chunk, n), k, k)
+    for r1 in range(0, n, chunk):
+        r2 = min(r1 + chunk, n)
+        for i, r in enumerate(range(r1, r2)):
+            torch.index_select(h.index_select(0, rev[r]), 1, rev[r], out=sub[i])
+            if not bool(valid[r].all()):
+                pad = ~valid[r].flip(0)
+                sub[i][pad, :] = 0.0
+                sub[i][:, pad] = 0.0
+                sub[i].diagonal()[pad] = 1.0
+        factors[r1:r2] = torch.linalg.cholesky(sub[: r2 - r1].mT).mT  # sub symmetric: chol(sub^T)^T = U
+    return factors
+
+
+def _solve(factors: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """(U^T U) x = b for every row: factors (n, k, k) upper, b (n, k) -> x (n, k). Two substitutions that
+    read U by rows (torch.cholesky_solve would first copy all factors to column-major)."""
+    k = b.shape[1]
+    b = b.clone()
+    y = torch.empty_like(b)
+    for i in range(k):  # U^T y = b, column-oriented
+        y[:, i] = b[:, i] / factors[:, i, i]
+        b[:, i + 1 :] -= y[:, i, None] * factors[:, i, i + 1 :]
+    x = torch.empty_like(b)
+    for i in range(k - 1, -1, -1):  # U x = y
+        x[:, i] = (y[:, i] - (factors[:, i, i + 1 :] * x[:, i + 1 :]).sum(1)) / factors[:, i, i]
+    return x
 
 
 @dataclass(frozen=True, slots=True)
 class GridFit:
-    """How the joint pass gets its static group grids: fitted per chunk of rows to the compensated kept
-    weights (min-max, or the Hessian-weighted clip search with (ratios tried, smallest ratio)), or given
+    """How the joint pass gets its static group grids: fitted to the compensated kept weights (min-max, or the Hessian-weighted clip search with (ratios tried, smallest ratio)), or given
     (`fixed` = (scale, zero) (out, G) fp32 of an earlier quantize step)."""
 
     spec: GridSpec
     clip: tuple[int, float] | None = None
     fixed: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def grids(self, w: torch.Tensor, h: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """w (n, in) compensated rows -> scale, zero (n, G) fp32."""
+    def grids(self, w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """w (out, in) compensated weights -> scale, zero (out, G) fp32."""
         if self.fixed is not None:
-            return self.fixed[0][rows].float(), self.fixed[1][rows].float()
+            return self.fixed[0].float(), self.fixed[1].float()
         if self.clip is None:
             return minmax_grid(w, self.spec)
         return clipped_grid(w, h, self.spec, *self.clip)
@@ -80,47 +106,39 @@ class GridFit:
 
 @torch.no_grad()
 def exact_rows(w: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, grid: GridFit | None = None,
-               actorder: bool = True, chunk: int = 128) -> PrunedWeight:
+               actorder: bool = True) -> PrunedWeight:
     """w (out, in), h (in, in) already damped (`damped`), keep (out, in) -> the row-exact weights, 0 where
     pruned; with `grid`, quantized in the per-row pass (pruned codes = zero point, i.e. exact 0)."""
     w = w.float()
-    out_features, cols = w.shape
-    out = torch.zeros_like(w)
-    width = grid.spec.width(cols) if grid is not None else cols
-    codes = torch.zeros_like(w)  # (out, in) integral fp32
-    scales, zeros = [], []
-    for r1 in range(0, out_features, chunk):
-        rows = slice(r1, min(r1 + chunk, out_features))
-        idx, valid = _kept_order(keep[rows], h, actorder)
-        low = _reversed_factor(h, idx, valid)  # (n, k, k)
-        rhs = torch.gather((w[rows] * ~keep[rows]) @ h, 1, idx) * valid  # H_KP w_P (n, k); H symmetric
-        delta = torch.cholesky_solve(rhs.flip(1)[:, :, None], low)[:, :, 0].flip(1)  # H_KK^-1 H_KP w_P
-        wk = (torch.gather(w[rows], 1, idx) + delta) * valid  # (n, k) compensated kept weights
-        if grid is not None:
-            scale, zero = grid.grids(torch.zeros_like(w[rows]).scatter(1, idx, wk), h, rows)  # (n, G)
-            scales.append(scale)
-            zeros.append(zero)
-            s, z = torch.gather(scale, 1, idx // width), torch.gather(zero, 1, idx // width)  # (n, k)
-            q = torch.where(valid, _nearest_plane(wk, low, s, z, grid.spec), z)
-            codes[rows] = zero.repeat_interleave(width, 1).scatter(1, idx, q)
-            wk = (q - z) * s * valid
-        out[rows] = out[rows].scatter(1, idx, wk)
+    idx, valid = _kept_order(keep, h, actorder)  # (out, k)
+    rev = idx.flip(1)
+    factors = _reversed_factors(h, rev, valid)  # (out, k, k) upper
+    rhs = torch.gather((w * ~keep) @ h, 1, rev) * valid.flip(1)  # H_KP w_P (out, k), reversed; H symmetric
+    delta = _solve(factors, rhs).flip(1)  # H_KK^-1 H_KP w_P
+    wk = (torch.gather(w, 1, idx) + delta) * valid  # (out, k) compensated kept weights, processing order
     if grid is None:
-        return PrunedWeight(out * keep, keep, None)
-    qw = QuantizedWeight(codes=codes.to(torch.int8), scale=torch.cat(scales), zero=torch.cat(zeros).to(torch.int8),
-                         spec=grid.spec)
+        return PrunedWeight(torch.zeros_like(w).scatter(1, idx, wk) * keep, keep, None)
+    width = grid.spec.width(w.shape[1])
+    scale, zero = grid.grids(torch.zeros_like(w).scatter(1, idx, wk), h)  # (out, G)
+    s, z = torch.gather(scale, 1, idx // width), torch.gather(zero, 1, idx // width)  # (out, k)
+    q = torch.where(valid, _nearest_plane(wk, factors, s, z, grid.spec), z)
+    codes = zero.repeat_interleave(width, 1).scatter(1, idx, q)  # (out, in) integral fp32
+    qw = QuantizedWeight(codes=codes.to(torch.int8), scale=scale, zero=zero.to(torch.int8), spec=grid.spec)
     return PrunedWeight(qw.dequantize() * keep, keep, qw)
 
 
-def _nearest_plane(wk: torch.Tensor, low: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
+def _nearest_plane(wk: torch.Tensor, factors: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor,
                    spec: GridSpec) -> torch.Tensor:
-    """GPTQ over each row's kept coordinates, Babai form. wk/scale/zero (n, k), low (n, k, k) the reversed
-    factor -> codes (n, k) integral fp32."""
-    at = low.transpose(1, 2).flip(1, 2).contiguous()  # (n, k, k) lower: at[:, j, m] = A[:, m, j]
-    diff = torch.zeros_like(wk)  # (n, k) w - w_hat of the columns done so far
+    """GPTQ over each row's kept coordinates, Babai form. wk/scale/zero (n, k) in processing order,
+    factors (n, k, k) the reversed upper factors U -> codes (n, k) integral fp32. A[m, j] = U[k-1-j, k-1-m],
+    so column j's feedback sum over m < j reads row k-1-j of U from column k-j on, against the differences
+    kept in reversed order."""
+    k = wk.shape[1]
+    diff = torch.zeros_like(wk)  # (n, k) w - w_hat of the columns done so far, REVERSED: diff[:, k-1-m]
     codes = torch.zeros_like(wk)
-    for j in range(wk.shape[1]):
-        target = wk[:, j] + (diff[:, :j] * at[:, j, :j]).sum(1) / at[:, j, j]
-        codes[:, j] = quantize_codes(target, scale[:, j], zero[:, j], spec)
-        diff[:, j] = wk[:, j] - (codes[:, j] - zero[:, j]) * scale[:, j]
+    for j in range(k):
+        r = k - 1 - j
+        feedback = (diff[:, r + 1:] * factors[:, r, r + 1:]).sum(1) / factors[:, r, r]
+        codes[:, j] = quantize_codes(wk[:, j] + feedback, scale[:, j], zero[:, j], spec)
+        diff[:, r] = wk[:, j] - (codes[:, j] - zero[:, j]) * scale[:, j]
     return codes

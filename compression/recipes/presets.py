@@ -35,7 +35,7 @@ PRESETS: dict[str, dict] = {
         # sensitivities measure GPTQ without the clip search: per channel it costs ~20x GPTQ itself
         "error_params": {**_GPTQ, "clip": False}}} for t in ("3.0", "3.5")},
     # Pruning (compression/prune): 50 % unstructured and 2:4 per method; sparsegpt-2of4-w4g64 prunes and
-    # quantizes in one OBS pass. The sequential orders are example YAMLs in docs/recipes/.
+    # quantizes in one OBS pass per row (row-exact, compression/prune/rowobs.py). The sequential orders are example YAMLs in docs/recipes/.
     **{f"{m}-{tag}": {"name": f"{m}-{tag}", "steps": [_prune(m, sparsity)]}
        for m in ("magnitude", "wanda", "sparsegpt") for tag, sparsity in (("50", 0.5), ("2of4", "2:4"))},
     "sparsegpt-2of4-w4g64": {"name": "sparsegpt-2of4-w4g64",
