@@ -2,8 +2,10 @@
 
 inv_freq comes from the config: default, `linear` (positions / factor), `llama3` (frequency-band
 rescaling), `dynamic`/`yarn`/others through transformers' own ROPE_INIT_FUNCTIONS. cos/sin are computed
-per batch from positions in fp32 exactly as transformers does (cat(freqs, freqs), rotate_half), so fp32
-outputs match it bit for bit.
+in fp32 exactly as transformers does (cat(freqs, freqs), rotate_half), so fp32 outputs match it bit for
+bit; they are computed once per position into a table that doubles when a longer position comes (every
+entry is elementwise in its position, so a table row equals computing that position alone), and each
+step gathers its rows: pre-RoPE KV codecs rotate keys at every layer of every step.
 """
 
 from __future__ import annotations
@@ -64,17 +66,26 @@ class Rotary(nn.Module):
         super().__init__()
         inv, self.scaling = inv_frequencies(cfg, head_dim)
         self.register_buffer("inv_freq", inv, persistent=False)  # (D/2,) fp32
+        self._table = (torch.empty(0, 2 * len(inv)), torch.empty(0, 2 * len(inv)))  # cos, signed sin (N, D) fp32
+
+    def _grow(self, n: int) -> None:
+        size = max(1024, 1 << (n - 1).bit_length())
+        positions = torch.arange(size, device=self.inv_freq.device).float()
+        freqs = positions[:, None] * self.inv_freq[None, :]  # (N, D/2) fp32
+        emb = torch.cat((freqs, freqs), dim=-1)
+        cos, sin = emb.cos() * self.scaling, emb.sin() * self.scaling
+        half = sin.shape[-1] // 2
+        self._table = (cos, torch.cat((-sin[:, :half], sin[:, half:]), dim=-1))
 
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """positions (T,) long -> cos, signed sin (T, 1, D) in dtype (broadcast over heads).
 
-        The sin's first half is negated once per step, so apply_rotary needs only a half swap.
+        The sin's first half is negated in the table, so apply_rotary needs only a half swap.
         """
-        freqs = positions.float()[:, None] * self.inv_freq[None, :]  # (T, D/2) fp32
-        emb = torch.cat((freqs, freqs), dim=-1)
-        cos, sin = emb.cos() * self.scaling, emb.sin() * self.scaling
-        half = sin.shape[-1] // 2
-        sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
+        if positions.numel() and (int(positions.max()) >= self._table[0].shape[0]
+                                  or self._table[0].device != self.inv_freq.device):
+            self._grow(int(positions.max()) + 1)
+        cos, sin = (t[positions] for t in self._table)  # (T, D) fp32
         return cos.to(dtype)[:, None, :], sin.to(dtype)[:, None, :]
 
 
