@@ -15,6 +15,7 @@
         recipe: {steps: [{method: gptq, bits: 3, group_size: channel}]}
       - {name: mixed-3.2, recipe: mixed-gptq-3.5, target_bits: 3.2}   # per-point overrides
       - {name: w3-kd, distill_from: w3, distill: {steps: 60}}         # KD recovery of an earlier point
+                                                  # (a recipe's `distill:` keys; text defaults to calib)
 
 Errors name the file and the field (`grid FILE: points.3.name: ...`). Whether a preset exists is
 checked when its point runs, so a grid may name presets that arrive later: those points fail alone.
@@ -29,21 +30,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from presso.compression.checkpoint.errors import PressoInputError
-
-
-class KDSettings(BaseModel):
-    """`presso distill` settings of a KD point (trained on the grid's calibration text, teacher = the model)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    steps: int = Field(60, ge=1)
-    batch_size: int = Field(2, ge=1)
-    seq_len: int = Field(256, ge=2)
-    lr: float = Field(5e-3, gt=0)
-    temperature: float = Field(1.0, gt=0)
-    hidden_weight: float = Field(0.0, ge=0)
-    seed: int = 0
-    bf16: bool = True
+from presso.compression.distill.spec import DistillSpec
 
 
 class Point(BaseModel):
@@ -57,7 +44,7 @@ class Point(BaseModel):
     calib_samples: int | None = Field(None, ge=1)
     calib_len: int | None = Field(None, ge=2)
     distill_from: str | None = None  # KD point: recover this earlier point's checkpoint (compression/distill)
-    distill: KDSettings | None = None
+    distill: DistillSpec | None = None  # a recipe's `distill:` keys; `text` defaults to the grid's calib
 
     @model_validator(mode="after")
     def _recipe_or_dense(self) -> Point:

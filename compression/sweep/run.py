@@ -17,9 +17,10 @@ import yaml
 from presso.compression.checkpoint.atomic import atomic_directory
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import REPORT_JSON, read_presso_file, write_presso_file
+from presso.compression.distill.spec import DistillSpec
 from presso.compression.recipes.presets import PRESETS
 from presso.compression.report.pareto import ParetoPoint, plot_pareto
-from presso.compression.sweep.grid import Grid, KDSettings, Point, load_grid
+from presso.compression.sweep.grid import Grid, Point, load_grid
 from presso.compression.sweep.results import SweepRow, row_from_report, write_results
 
 
@@ -95,17 +96,19 @@ def _compress(model_dir: Path, grid: Grid, point: Point, index: int, grid_path: 
 
 def _distill(model_dir: Path, grid: Grid, point: Point, out: Path, progress: bool) -> dict:
     """KD recovery of an earlier point's checkpoint on the calibration text; the result is a point of its own."""
-    from presso.compression.distill import DistillOptions, TrainConfig, distill
+    from presso.compression.distill import DistillOptions, distill
 
     source = out / "points" / point.distill_from
     if not (source / REPORT_JSON).is_file():
         raise PressoInputError(f"point {point.name}: distill_from {point.distill_from!r} has no finished checkpoint")
-    if grid.calib is None:
-        raise PressoInputError(f"point {point.name}: KD trains on the grid's `calib` text, which is not set")
-    settings = (point.distill or KDSettings()).model_dump()
+    spec = point.distill or DistillSpec()
+    text = spec.text or grid.calib
+    if text is None:
+        raise PressoInputError(f"point {point.name}: KD trains on `distill.text` or the grid's `calib` text; "
+                               "neither is set")
     target = out / "points" / point.name
-    distill(DistillOptions(model_dir=source, teacher_dir=model_dir, out=target, text=grid.calib,
-                           train=TrainConfig(**settings), eval_text=grid.eval, eval_tokens=grid.eval_tokens,
+    distill(DistillOptions(model_dir=source, teacher_dir=model_dir, out=target, text=text,
+                           train=spec.train_config(), eval_text=grid.eval, eval_tokens=grid.eval_tokens,
                            eval_ctx=grid.eval_ctx, progress=progress))
     return read_presso_file(target / REPORT_JSON)
 

@@ -115,7 +115,7 @@ def test_kd_point_recovers_an_earlier_point(tiny_llama_dir, sample_text_file, tm
     grid = tmp_path / "grid.yaml"
     grid.write_text(f"calib: {sample_text_file}\ncalib_samples: 4\ncalib_len: 64\neval: {eval_text}\n"
                     "eval_tokens: 512\neval_ctx: 128\npoints:\n  - {name: w4, recipe: w4g64}\n"
-                    "  - {name: w4-kd, distill_from: w4, distill: {steps: 2, seq_len: 32, batch_size: 1, bf16: false}}\n")
+                    "  - {name: w4-kd, distill_from: w4, distill: {steps: 2, seq_len: 32, batch_size: 1, autocast: 'off'}}\n")
     result = run_sweep(tiny_llama_dir, grid, tmp_path / "out", progress=False, log=lambda line: None)
     rows = {r.name: r for r in result.rows}
     assert rows["w4-kd"].status == "ok", rows["w4-kd"].error
