@@ -38,7 +38,8 @@ class SparseGptParams(BaseModel):
     exact_rows: bool = Field(
         True, description="recompute each row's kept weights for its own mask (exact least squares, and in joint "
                           "mode one per-row OBS quantization pass with the row's own Hessian) instead of keeping "
-                          "the shared-Hessian updates of the SparseGPT pass")
+                          "the shared-Hessian updates of the SparseGPT pass; costs one Cholesky of k x k per row "
+                          "(k kept weights per row): OBC's cost, affordable up to a few thousand columns")
     fixed_grid_update: bool = Field(
         True, description="on an already quantized Linear: re-round kept weights onto the earlier grid with "
                           "OBS updates (true) or prune by OBS saliency without any update (false)")

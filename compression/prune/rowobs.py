@@ -11,9 +11,9 @@ W (out, in) fp32, H (in, in), keep (out, in) bool -> for each row r with kept se
    right; grids are static per group.
 The quantization pass uses Babai's nearest-plane form of GPTQ: with H_KK = A A^T, A upper triangular
 (a Cholesky factor of the reversed matrix), the target of the j-th kept column is
-w_j + sum_{m<j} (w_m - q_m) A_mj / A_jj, so one Cholesky per row suffices (no inverse). All rows are
-batched: (out, k, k) factors, rows padded with decoupled identity coordinates when their kept counts
-differ. tests/compression/test_rowobs.py checks it against a readable per-row twin
+w_j + sum_{m<j} (w_m - q_m) A_mj / A_jj, so one Cholesky per row suffices (no inverse). Rows are
+batched in chunks of (n, k, k) factors, padded with decoupled identity coordinates when their kept
+counts differ. tests/compression/test_rowobs.py checks it against a readable per-row twin
 (explicit H_KK^-1 and GPTQ's update through the Cholesky factor of the inverse).
 """
 
@@ -88,17 +88,18 @@ def _solve(factors: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True, slots=True)
 class GridFit:
-    """How the joint pass gets its static group grids: fitted to the compensated kept weights (min-max, or the Hessian-weighted clip search with (ratios tried, smallest ratio)), or given
-    (`fixed` = (scale, zero) (out, G) fp32 of an earlier quantize step)."""
+    """How the joint pass gets its static group grids: fitted to the compensated kept weights (min-max, or
+    the Hessian-weighted clip search with (ratios tried, smallest ratio)), or given (`fixed` = (scale,
+    zero) (out, G) fp32 of an earlier quantize step). Grids are per row, so they are fitted chunk by chunk."""
 
     spec: GridSpec
     clip: tuple[int, float] | None = None
     fixed: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def grids(self, w: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """w (out, in) compensated weights -> scale, zero (out, G) fp32."""
+    def grids(self, w: torch.Tensor, h: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+        """w (n, in) compensated weights of the layer's `rows` -> scale, zero (n, G) fp32."""
         if self.fixed is not None:
-            return self.fixed[0].float(), self.fixed[1].float()
+            return self.fixed[0][rows].float(), self.fixed[1][rows].float()
         if self.clip is None:
             return minmax_grid(w, self.spec)
         return clipped_grid(w, h, self.spec, *self.clip)
@@ -106,24 +107,35 @@ class GridFit:
 
 @torch.no_grad()
 def exact_rows(w: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, grid: GridFit | None = None,
-               actorder: bool = True) -> PrunedWeight:
+               actorder: bool = True, budget: int = 512 << 20) -> PrunedWeight:
     """w (out, in), h (in, in) already damped (`damped`), keep (out, in) -> the row-exact weights, 0 where
-    pruned; with `grid`, quantized in the per-row pass (pruned codes = zero point, i.e. exact 0)."""
+    pruned; with `grid`, quantized in the per-row pass (pruned codes = zero point, i.e. exact 0). Rows go
+    in chunks whose (n, k, k) fp32 factors fit in `budget` bytes; cost O(out * k^3) for k kept per row."""
     w = w.float()
     idx, valid = _kept_order(keep, h, actorder)  # (out, k)
-    rev = idx.flip(1)
-    factors = _reversed_factors(h, rev, valid)  # (out, k, k) upper
-    rhs = torch.gather((w * ~keep) @ h, 1, rev) * valid.flip(1)  # H_KP w_P (out, k), reversed; H symmetric
-    delta = _solve(factors, rhs).flip(1)  # H_KK^-1 H_KP w_P
-    wk = (torch.gather(w, 1, idx) + delta) * valid  # (out, k) compensated kept weights, processing order
+    width = grid.spec.width(w.shape[1]) if grid is not None else w.shape[1]
+    out = torch.zeros_like(w)
+    codes, scales, zeros = torch.zeros_like(w), [], []  # codes (out, in) integral fp32
+    chunk = max(1, budget // (4 * idx.shape[1] ** 2))
+    for r1 in range(0, w.shape[0], chunk):
+        rows = slice(r1, min(r1 + chunk, w.shape[0]))
+        i, v = idx[rows], valid[rows]  # (n, k)
+        factors = _reversed_factors(h, i.flip(1), v)  # (n, k, k) upper
+        rhs = torch.gather((w[rows] * ~keep[rows]) @ h, 1, i.flip(1)) * v.flip(1)  # H_KP w_P reversed; H symmetric
+        wk = (torch.gather(w[rows], 1, i) + _solve(factors, rhs).flip(1)) * v  # (n, k) w_K + H_KK^-1 H_KP w_P
+        if grid is not None:
+            scale, zero = grid.grids(torch.zeros_like(w[rows]).scatter(1, i, wk), h, rows)  # (n, G)
+            s, z = torch.gather(scale, 1, i // width), torch.gather(zero, 1, i // width)  # (n, k)
+            q = torch.where(v, _nearest_plane(wk, factors, s, z, grid.spec), z)
+            codes[rows] = zero.repeat_interleave(width, 1).scatter(1, i, q)
+            scales.append(scale)
+            zeros.append(zero)
+            wk = (q - z) * s * v
+        out[rows] = out[rows].scatter(1, i, wk)
     if grid is None:
-        return PrunedWeight(torch.zeros_like(w).scatter(1, idx, wk) * keep, keep, None)
-    width = grid.spec.width(w.shape[1])
-    scale, zero = grid.grids(torch.zeros_like(w).scatter(1, idx, wk), h)  # (out, G)
-    s, z = torch.gather(scale, 1, idx // width), torch.gather(zero, 1, idx // width)  # (out, k)
-    q = torch.where(valid, _nearest_plane(wk, factors, s, z, grid.spec), z)
-    codes = zero.repeat_interleave(width, 1).scatter(1, idx, q)  # (out, in) integral fp32
-    qw = QuantizedWeight(codes=codes.to(torch.int8), scale=scale, zero=zero.to(torch.int8), spec=grid.spec)
+        return PrunedWeight(out * keep, keep, None)
+    qw = QuantizedWeight(codes=codes.to(torch.int8), scale=torch.cat(scales), zero=torch.cat(zeros).to(torch.int8),
+                         spec=grid.spec)
     return PrunedWeight(qw.dequantize() * keep, keep, qw)
 
 
