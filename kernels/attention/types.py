@@ -31,3 +31,4 @@ class PagedBatch:
     decode_slots: torch.Tensor | None = None  # (Bd, L) long flat slot of each context position (fast path)
     decode_mask: torch.Tensor | None = None  # (Bd, 1, 1, L) bool valid positions; None when all are valid
     decode_window_slots: tuple[int, ...] = ()  # (Bd,) recent-window ring row of each decode
+    block_size: int = 0  # tokens per cache block (0: not given; batched reads of compressed pages need it)

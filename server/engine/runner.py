@@ -59,7 +59,7 @@ class ModelRunner:
         batch = PagedBatch(
             slot_mapping=torch.cat(parts_slots), num_decodes=len(decodes), decode_block_tables=tables,
             decode_context_lens=ctx, decode_max_len=int(ctx.max()) if decodes else 0, prefills=tuple(spans),
-            decode_window_slots=tuple(s.window_slot for s in decodes),
+            decode_window_slots=tuple(s.window_slot for s in decodes), block_size=bs,
         )
         if decodes:  # computed once per step, shared by every layer
             slots_, mask = decode_slots_and_mask(batch, bs)

@@ -4,10 +4,11 @@ KIVI-style residual (arXiv 2402.02750) for any non-plain codec: a query at posit
 and values of positions s in (t - W, t] exactly and every older one as the codec stored it. Recent
 tokens carry most of the attention mass, so this removes most of the quantization loss at a fixed
 cost per sequence (W tokens at bf16), while the codec's bytes per token still set the long-context
-size. Data flow, per layer and per sequence in paged_attention: codec.write (codes for every token, as
-without a window) -> codec.read (decoded K/V of all n cached tokens) -> attend(): exact K/V for
-positions [max(0, n0 - W), n0) from the ring, [n0, n) from this step's fresh K/V -> update() stores
-the chunk's last min(q, W) tokens in the ring.
+size. Data flow, per layer in paged_attention: codec.write (codes for every token, as without a
+window) -> codec.read (decoded K/V of all cached tokens) -> prefill spans: attend() per sequence, exact
+K/V for positions [max(0, n0 - W), n0) from the ring and [n0, n) from this step's fresh K/V; decode rows:
+overlay() writes the exact values over the decoded ones for all rows at once -> update() / update_rows()
+store each sequence's last min(q, W) new tokens in its ring.
 Pages: `win_k`, `win_v` (S, W, Hkv, D) bf16 per layer, S = max running sequences; position p of the
 sequence in ring row r sits at [r, p % W]. The scheduler gives each running request its row
 (ScheduledSeq.window_slot) and takes it back when the request finishes or is preempted.
@@ -69,3 +70,29 @@ def update(pages: dict[str, torch.Tensor], slot: int, n0: int, k_new: torch.Tens
     idx = torch.arange(n0 + k_new.shape[0] - m, n0 + k_new.shape[0]) % window
     pages["win_k"][slot, idx] = k_new[-m:].to(RING_DTYPE)
     pages["win_v"][slot, idx] = v_new[-m:].to(RING_DTYPE)
+
+
+def overlay(k_dec: torch.Tensor, v_dec: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor,
+            pages: dict[str, torch.Tensor], slots: tuple[int, ...], n0: torch.Tensor) -> None:
+    """Decode rows, in place: row b's query sits at position t = n0[b]; positions (t - W, t) are written
+    over k_dec/v_dec (Bd, L, Hkv, D) fp32 from its ring, position t from this step's k_new/v_new (Bd, Hkv,
+    D) at the ring's precision, the same values attend() reads for a one-token query."""
+    window = pages["win_k"].shape[1]
+    rows = torch.tensor(slots, dtype=torch.long)  # (Bd,)
+    pos = n0[:, None] + torch.arange(1 - window, 0)[None, :]  # (Bd, W-1) positions before t
+    ok = pos >= 0
+    b, p = torch.arange(len(slots))[:, None].expand_as(pos)[ok], pos[ok]
+    k_dec[b, p] = pages["win_k"][rows[b], p % window].float()
+    v_dec[b, p] = pages["win_v"][rows[b], p % window].float()
+    every = torch.arange(len(slots))
+    k_dec[every, n0] = k_new.to(RING_DTYPE).float()
+    v_dec[every, n0] = v_new.to(RING_DTYPE).float()
+
+
+def update_rows(pages: dict[str, torch.Tensor], slots: tuple[int, ...], n0: torch.Tensor, k_new: torch.Tensor,
+                v_new: torch.Tensor) -> None:
+    """Decode rows: store each row's one new token (position n0[b]) in its ring row. k_new (Bd, Hkv, D)."""
+    rows = torch.tensor(slots, dtype=torch.long)
+    window = pages["win_k"].shape[1]
+    pages["win_k"][rows, n0 % window] = k_new.to(RING_DTYPE)
+    pages["win_v"][rows, n0 % window] = v_new.to(RING_DTYPE)

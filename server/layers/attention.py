@@ -1,9 +1,9 @@
 """Paged attention layer: write this step's K/V into the layer's pages, then attend.
 
 Plain codecs (pages hold the values) go through the kernel dispatcher (`paged_attention`: the fast CPU
-path or the reference); any other codec takes the reference path: codec.read (gather + dequant) per
-sequence, then causal softmax attention, except decode rows of codecs with `attend_decode` (RVQ), which
-attend on the codes directly. With an exact recent window (pages `win_k`/`win_v`) each sequence's last
+path or the reference); any other codec reads its pages back as float K/V (gather + dequant): all decode
+rows in one read and one masked attention, each prefill span on its own, except decode rows of codecs
+with `attend_decode` (RVQ, post-RoPE keys, no window), which attend on the codes directly. With an exact recent window (pages `win_k`/`win_v`) each sequence's last
 W positions are read exactly and older ones as the codec stored them (server/kv/window.py). Codecs that
 code keys before RoPE get k_proj's output and the layer rotates every key it reads back. Sits between
 a model's qkv projection and its output projection.
@@ -34,15 +34,38 @@ def paged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, codec: KV
     if codec.pre_rope:
         assert k_pre is not None and rope is not None, "pre-RoPE keys need the model's rotary embedding"
         codec.write(pages, batch.slot_mapping, k_pre, v)
-        read = _rotated_reader(codec, rope)
     else:
         codec.write(pages, batch.slot_mapping, k, v)
-        read = codec.read
     if codec.plain:
         return kernel(q, pages["k"], pages["v"], batch, scale)
-    if "win_k" in pages:
-        return windowed_attention(q, k, v, read, pages, batch, scale)
-    return decoded_attention(q, codec, read, pages, batch, scale)
+    windowed = "win_k" in pages
+    out = torch.empty_like(q)
+    nd = batch.num_decodes
+    # codecs that score queries on their codes (post-RoPE keys only: a pre-RoPE key depends on its position)
+    in_code_space = None if codec.pre_rope or windowed else getattr(codec, "attend_decode", None)
+    if nd and in_code_space is not None:
+        for i in range(nd):
+            table, n = batch.decode_block_tables[i], int(batch.decode_context_lens[i])
+            out[i] = in_code_space(q[i], pages, table, n, scale).to(q.dtype)
+    elif nd:
+        out[:nd] = decode_rows(q[:nd], k[:nd], v[:nd], codec, rope, pages, batch, scale).to(q.dtype)
+    read = _rotated_reader(codec, rope) if codec.pre_rope else codec.read
+    for span in batch.prefills:
+        rows = slice(span.start, span.start + span.q_len)
+        kk, vv = read(pages, span.block_table, span.ctx_len)
+        if windowed:
+            n0 = span.ctx_len - span.q_len  # tokens cached before this step
+            out[rows] = window.attend(q[rows], kk, vv, k[rows], v[rows], pages, span.window_slot, n0,
+                                      scale).to(q.dtype)
+        else:
+            out[rows] = attend_one(q[rows], kk, vv, scale)
+    if windowed:  # after every read: the rings hold positions before this step
+        if nd:
+            window.update_rows(pages, batch.decode_window_slots, batch.decode_context_lens - 1, k[:nd], v[:nd])
+        for span in batch.prefills:
+            rows = slice(span.start, span.start + span.q_len)
+            window.update(pages, span.window_slot, span.ctx_len - span.q_len, k[rows], v[rows])
+    return out
 
 
 def _rotated_reader(codec: KVCodec, rope: Rope) -> Callable:
@@ -52,36 +75,27 @@ def _rotated_reader(codec: KVCodec, rope: Rope) -> Callable:
     return read
 
 
-def decoded_attention(q, codec: KVCodec, read: Callable, pages, batch: PagedBatch, scale: float) -> torch.Tensor:
-    """The reference path for every codec: read each sequence back as float K/V, then attend."""
-    out = torch.empty_like(q)
-    # codecs that score queries on their codes (post-RoPE keys only: a pre-RoPE key depends on its position)
-    in_code_space = None if codec.pre_rope else getattr(codec, "attend_decode", None)
-    for i in range(batch.num_decodes):
-        table, n = batch.decode_block_tables[i], int(batch.decode_context_lens[i])
-        if in_code_space is not None:
-            out[i] = in_code_space(q[i], pages, table, n, scale).to(q.dtype)
-            continue
-        kk, vv = read(pages, table, n)
-        out[i:i + 1] = attend_one(q[i:i + 1], kk, vv, scale)
-    for span in batch.prefills:
-        kk, vv = read(pages, span.block_table, span.ctx_len)
-        rows = slice(span.start, span.start + span.q_len)
-        out[rows] = attend_one(q[rows], kk, vv, scale)
-    return out
-
-
-def windowed_attention(q, k, v, read: Callable, pages, batch: PagedBatch, scale: float) -> torch.Tensor:
-    """Codec pages plus an exact recent window (server/kv/window.py): per sequence, the last W positions
-    before each query exactly, older ones as stored; then this step's tokens go into the ring."""
-    out = torch.empty_like(q)
-    seqs = [(slice(i, i + 1), batch.decode_block_tables[i], int(batch.decode_context_lens[i]),
-             batch.decode_window_slots[i]) for i in range(batch.num_decodes)]
-    seqs += [(slice(s.start, s.start + s.q_len), s.block_table, s.ctx_len, s.window_slot) for s in batch.prefills]
-    for rows, table, n, slot in seqs:
-        n0 = n - (rows.stop - rows.start)  # tokens cached before this step
-        kk, vv = read(pages, table, n)
-        out[rows] = window.attend(q[rows], kk, vv, k[rows], v[rows], pages, slot, n0, scale).to(q.dtype)
-    for rows, _, n, slot in seqs:  # after every read: the ring holds positions before this step
-        window.update(pages, slot, n - (rows.stop - rows.start), k[rows], v[rows])
-    return out
+def decode_rows(q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, codec: KVCodec, rope: Rope | None,
+                pages: dict[str, torch.Tensor], batch: PagedBatch, scale: float) -> torch.Tensor:
+    """Every decode row at once: one codec read over all rows' blocks (padding blocks are read and masked),
+    keys rotated for pre-RoPE codecs, the exact window (if any) written over the decoded positions, then
+    one masked attention. q (Bd, H, D), k_new/v_new (Bd, Hkv, D) this step's post-RoPE K/V ->
+    (Bd, H, D) fp32. A per-row loop costs ~20 small ops per row per layer, which dominated at batch 32."""
+    tables = batch.decode_block_tables  # (Bd, MB)
+    bd = tables.shape[0]
+    assert batch.block_size > 0, "the runner sets PagedBatch.block_size"
+    kk, vv = codec.read(pages, tables.flatten(), tables.numel() * batch.block_size)  # (Bd*MB*BS, Hkv, D)
+    span = kk.shape[0] // bd
+    if codec.pre_rope:
+        kk = rope(kk, torch.arange(span).repeat(bd))
+    length = batch.decode_max_len
+    kk = kk.view(bd, span, *kk.shape[1:])[:, :length]  # (Bd, L, Hkv, D) fp32
+    vv = vv.view(bd, span, *vv.shape[1:])[:, :length]
+    if "win_k" in pages:
+        window.overlay(kk, vv, k_new, v_new, pages, batch.decode_window_slots, batch.decode_context_lens - 1)
+    hkv, d = kk.shape[2], kk.shape[3]
+    scores = torch.matmul(q.float().view(bd, hkv, -1, d), kk.permute(0, 2, 3, 1)) * scale  # (Bd, Hkv, g, L)
+    valid = torch.arange(length)[None, :] < batch.decode_context_lens[:, None]  # (Bd, L)
+    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
+    out = torch.matmul(scores.softmax(-1), vv.transpose(1, 2))  # (Bd, Hkv, g, D)
+    return out.view(bd, -1, d)
