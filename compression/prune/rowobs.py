@@ -55,7 +55,7 @@ def _reversed_factors(h: torch.Tensor, rev: torch.Tensor, valid: torch.Tensor) -
     Rows go through LAPACK a few at a time (chunks under 16 MB, which glibc serves from the heap) and as
     column-major views: fresh multi-hundred-MB temporaries cost as much in page faults as the factorization."""
     n, k = rev.shape
-    chunk = max(1, (16 << 20) // (4 * k * k))
+    chunk = max(1, (16 << 20) // (4 * max(1, k * k)))
     factors = torch.empty(n, k, k)  # (n, k, k) fp32
     sub = torch.empty(min(chunk, n), k, k)
     for r1 in range(0, n, chunk):
@@ -116,7 +116,7 @@ def exact_rows(w: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, grid: GridF
     width = grid.spec.width(w.shape[1]) if grid is not None else w.shape[1]
     out = torch.zeros_like(w)
     codes, scales, zeros = torch.zeros_like(w), [], []  # codes (out, in) integral fp32
-    chunk = max(1, budget // (4 * idx.shape[1] ** 2))
+    chunk = max(1, budget // (4 * max(1, idx.shape[1]) ** 2))
     for r1 in range(0, w.shape[0], chunk):
         rows = slice(r1, min(r1 + chunk, w.shape[0]))
         i, v = idx[rows], valid[rows]  # (n, k)
