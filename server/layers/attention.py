@@ -77,20 +77,26 @@ def _rotated_reader(codec: KVCodec, rope: Rope) -> Callable:
 
 def decode_rows(q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, codec: KVCodec, rope: Rope | None,
                 pages: dict[str, torch.Tensor], batch: PagedBatch, scale: float) -> torch.Tensor:
-    """Every decode row at once: one codec read over all rows' blocks (padding blocks are read and masked),
+    """Every decode row at once: one codec read over the blocks the rows use, padded to the longest row,
     keys rotated for pre-RoPE codecs, the exact window (if any) written over the decoded positions, then
     one masked attention. q (Bd, H, D), k_new/v_new (Bd, Hkv, D) this step's post-RoPE K/V ->
     (Bd, H, D) fp32. A per-row loop costs ~20 small ops per row per layer, which dominated at batch 32."""
     tables = batch.decode_block_tables  # (Bd, MB)
-    bd = tables.shape[0]
-    assert batch.block_size > 0, "the runner sets PagedBatch.block_size"
-    kk, vv = codec.read(pages, tables.flatten(), tables.numel() * batch.block_size)  # (Bd*MB*BS, Hkv, D)
-    span = kk.shape[0] // bd
+    bd, mb = tables.shape
+    bs = batch.block_size
+    assert bs > 0, "the runner sets PagedBatch.block_size"
+    used = torch.arange(mb)[None, :] < ((batch.decode_context_lens + bs - 1) // bs)[:, None]  # (Bd, MB)
+    # only the blocks each row uses are read (decode work follows the real lengths, not the longest row)
+    kk, vv = codec.read(pages, tables[used], int(used.sum()) * bs)  # (nb*BS, Hkv, D) fp32
     if codec.pre_rope:
-        kk = rope(kk, torch.arange(span).repeat(bd))
+        first = torch.arange(mb).expand(bd, mb)[used] * bs  # (nb,) first position of each block read
+        kk = rope(kk, (first[:, None] + torch.arange(bs)).flatten())
     length = batch.decode_max_len
-    kk = kk.view(bd, span, *kk.shape[1:])[:, :length]  # (Bd, L, Hkv, D) fp32
-    vv = vv.view(bd, span, *vv.shape[1:])[:, :length]
+    k_all = kk.new_zeros(bd, mb, bs, *kk.shape[1:])  # (Bd, MB, BS, Hkv, D): padding stays 0 and is masked
+    v_all = vv.new_zeros(bd, mb, bs, *vv.shape[1:])
+    k_all[used] = kk.reshape(-1, bs, *kk.shape[1:])
+    v_all[used] = vv.reshape(-1, bs, *vv.shape[1:])
+    kk, vv = k_all.flatten(1, 2)[:, :length], v_all.flatten(1, 2)[:, :length]  # (Bd, L, Hkv, D)
     if "win_k" in pages:
         window.overlay(kk, vv, k_new, v_new, pages, batch.decode_window_slots, batch.decode_context_lens - 1)
     hkv, d = kk.shape[2], kk.shape[3]
