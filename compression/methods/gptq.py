@@ -31,11 +31,18 @@ class GptqParams(BaseModel):
     clip_min: float = Field(0.5, gt=0, le=1, description="smallest range ratio tried")
 
 
-def inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """h (in, in) -> upper Cholesky factor U of (h + damp*mean(diag)*I)^-1, so H^-1 = U^T U."""
-    h = h.clone()
+def damped(h: torch.Tensor, damp: float) -> torch.Tensor:
+    """H (in, in) -> fp32 H + damp*mean(diag H)*I, with never-active inputs given a unit diagonal."""
+    h = h.float().clone()
+    dead = h.diagonal() == 0
+    h[dead, dead] = 1.0
     h.diagonal().add_(damp * h.diagonal().mean())
-    lower = torch.linalg.cholesky(h)
+    return h
+
+
+def inverse_factor(h: torch.Tensor, damp: float) -> torch.Tensor:
+    """h (in, in) -> upper Cholesky factor U of damped(h)^-1, so H^-1 = U^T U."""
+    lower = torch.linalg.cholesky(damped(h, damp))
     return torch.linalg.cholesky(torch.cholesky_inverse(lower), upper=True)
 
 

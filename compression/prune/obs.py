@@ -20,11 +20,11 @@ import math
 import torch
 
 from presso.compression.methods.clip import clip_search
-from presso.compression.methods.gptq import GptqParams, gptq_pass, inverse_factor
+from presso.compression.methods.gptq import GptqParams, damped, gptq_pass, inverse_factor
 from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes
 from presso.compression.methods.registry import QuantizedWeight
 from presso.compression.prune.masks import keep_mask
-from presso.compression.prune.rowobs import GridFit, damped, exact_rows
+from presso.compression.prune.rowobs import GridFit, exact_rows
 from presso.compression.prune.spec import SparsitySpec
 from presso.compression.prune.types import Grid, PrunedWeight
 

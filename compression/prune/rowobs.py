@@ -29,15 +29,6 @@ from presso.compression.methods.registry import QuantizedWeight
 from presso.compression.prune.types import PrunedWeight
 
 
-def damped(h: torch.Tensor, damp: float) -> torch.Tensor:
-    """H (in, in) -> H + damp*mean(diag H)*I, with never-active inputs given a unit diagonal."""
-    h = h.float().clone()
-    dead = h.diagonal() == 0
-    h[dead, dead] = 1.0
-    h.diagonal().add_(damp * h.diagonal().mean())
-    return h
-
-
 def _kept_order(keep: torch.Tensor, h: torch.Tensor, actorder: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """keep (n, in) -> idx (n, k): each row's kept columns in processing order, padded; valid (n, k)."""
     n, cols = keep.shape
@@ -108,9 +99,10 @@ class GridFit:
 @torch.no_grad()
 def exact_rows(w: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, grid: GridFit | None = None,
                actorder: bool = True, budget: int = 512 << 20) -> PrunedWeight:
-    """w (out, in), h (in, in) already damped (`damped`), keep (out, in) -> the row-exact weights, 0 where
-    pruned; with `grid`, quantized in the per-row pass (pruned codes = zero point, i.e. exact 0). Rows go
-    in chunks whose (n, k, k) fp32 factors fit in `budget` bytes; cost O(out * k^3) for k kept per row."""
+    """w (out, in), h (in, in) already damped (methods.gptq.damped), keep (out, in) -> the row-exact
+    weights, 0 where pruned; with `grid`, quantized in the per-row pass (pruned codes = zero point, i.e.
+    exact 0). Rows go in chunks whose (n, k, k) fp32 factors fit in `budget` bytes; cost O(out * k^3)
+    for k kept per row."""
     w = w.float()
     idx, valid = _kept_order(keep, h, actorder)  # (out, k)
     width = grid.spec.width(w.shape[1]) if grid is not None else w.shape[1]

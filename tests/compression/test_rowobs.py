@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
+from presso.compression.methods.gptq import damped
 from presso.compression.methods.grid import GridSpec, quantize_codes
-from presso.compression.prune.rowobs import GridFit, damped, exact_rows
+from presso.compression.prune.rowobs import GridFit, exact_rows
 
 OUT, IN, TOKENS = 24, 96, 512
 
