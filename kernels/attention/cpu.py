@@ -28,6 +28,26 @@ def decode_slots_and_mask(batch: PagedBatch, block_size: int) -> tuple[torch.Ten
     return slots, (pos[None, :] < lens[:, None])[:, None, None, :]
 
 
+def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                  scale: float) -> torch.Tensor:
+    """One-token queries over padded contexts: q (Bd, H, D), k/v (Bd, L, Hkv, D) fp32, mask (Bd, 1, 1, L)
+    bool valid positions or None -> (Bd, H, D) fp32. Also the decode path of compressed KV codecs."""
+    bd, hkv, d = q.shape[0], k.shape[2], k.shape[3]
+    qg = q.float().view(bd, hkv, -1, d)  # (Bd, Hkv, g, D)
+    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)) * scale  # (Bd, Hkv, g, L)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    out = torch.matmul(scores.softmax(-1), v.transpose(1, 2))  # (Bd, Hkv, g, D)
+    return out.view(bd, -1, d)
+
+
+def decode_mask(batch: PagedBatch, block_size: int) -> torch.Tensor | None:
+    """The step's (Bd, 1, 1, L) decode validity mask: the runner's, else computed here."""
+    if batch.decode_slots is not None:
+        return batch.decode_mask
+    return decode_slots_and_mask(batch, block_size)[1]
+
+
 def _decode(q, k_cache, v_cache, batch: PagedBatch, scale: float) -> torch.Tensor:
     bd = batch.num_decodes
     slots, mask = batch.decode_slots, batch.decode_mask
@@ -36,12 +56,7 @@ def _decode(q, k_cache, v_cache, batch: PagedBatch, scale: float) -> torch.Tenso
     hkv, d = k_cache.shape[2], k_cache.shape[3]
     k = k_cache.view(-1, hkv, d)[slots].float()  # (Bd, L, Hkv, D) fp32: CPU bf16 bmm is ~2x slower
     v = v_cache.view(-1, hkv, d)[slots].float()
-    qg = q[:bd].float().view(bd, hkv, -1, d)  # (Bd, Hkv, g, D)
-    scores = torch.matmul(qg, k.permute(0, 2, 3, 1)) * scale  # (Bd, Hkv, g, L)
-    if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    out = torch.matmul(scores.softmax(-1), v.transpose(1, 2))  # (Bd, Hkv, g, D)
-    return out.view(bd, -1, d).to(q.dtype)  # (Bd, H, D)
+    return attend_padded(q[:bd], k, v, mask, scale).to(q.dtype)  # (Bd, H, D)
 
 
 @register("paged_attention", "cpu")

@@ -1,9 +1,10 @@
 """Paged attention layer: write this step's K/V into the layer's pages, then attend.
 
 Plain codecs (pages hold the values) go through the kernel dispatcher (`paged_attention`: the fast CPU
-path or the reference); any other codec reads its pages back as float K/V (gather + dequant): all decode
-rows in one read and one masked attention, each prefill span on its own, except decode rows of codecs
-with `attend_decode` (RVQ, post-RoPE keys, no window), which attend on the codes directly. With an exact recent window (pages `win_k`/`win_v`) each sequence's last
+path or the reference); any other codec reads its pages back as float K/V (gather + dequant): all
+decode rows in one read and one masked attention (the CPU kernel's attend_padded), each prefill span on
+its own, except decode rows of codecs with `attend_decode` (RVQ, post-RoPE keys, no window), which
+attend on the codes directly. With an exact recent window (pages `win_k`/`win_v`) each sequence's last
 W positions are read exactly and older ones as the codec stored them (server/kv/window.py). Codecs that
 code keys before RoPE get k_proj's output and the layer rotates every key it reads back. Sits between
 a model's qkv projection and its output projection.
@@ -15,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from presso.kernels.attention.cpu import attend_padded, decode_mask
 from presso.kernels.attention.reference import attend_one
 from presso.kernels.attention.types import PagedBatch
 from presso.server.kv import window
@@ -99,9 +101,4 @@ def decode_rows(q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor, codec
     kk, vv = k_all.flatten(1, 2)[:, :length], v_all.flatten(1, 2)[:, :length]  # (Bd, L, Hkv, D)
     if "win_k" in pages:
         window.overlay(kk, vv, k_new, v_new, pages, batch.decode_window_slots, batch.decode_context_lens - 1)
-    hkv, d = kk.shape[2], kk.shape[3]
-    scores = torch.matmul(q.float().view(bd, hkv, -1, d), kk.permute(0, 2, 3, 1)) * scale  # (Bd, Hkv, g, L)
-    valid = torch.arange(length)[None, :] < batch.decode_context_lens[:, None]  # (Bd, L)
-    scores = scores.masked_fill(~valid[:, None, None, :], float("-inf"))
-    out = torch.matmul(scores.softmax(-1), vv.transpose(1, 2))  # (Bd, Hkv, g, D)
-    return out.view(bd, -1, d)
+    return attend_padded(q, kk, vv, decode_mask(batch, bs), scale)
