@@ -4,7 +4,6 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.presso-installed
 
 # `make serve`: the embedded model compressed with RECIPE once (cached), then served on HOST:PORT.
@@ -16,14 +15,27 @@ HOST   ?= 127.0.0.1
 CALIB  ?= $(if $(filter gptq% awq%,$(RECIPE)),--calib austen:emma)
 PORT   ?= 8000
 
-.PHONY: serve test venv data lint prometheus clean
+.PHONY: serve test test-latest lock venv data lint prometheus docker-test clean
 
-$(STAMP): pyproject.toml setup.py
+# Everything `make` installs comes from locks/ (exact versions and sha256 hashes, `make lock` writes
+# them): torch's CPU wheel first and alone (a loose torch requirement would pull a multi-GB CUDA build),
+# then the rest with --no-deps, so nothing is resolved at install time.
+LOCKS      := locks/torch-cpu.txt locks/dev.txt locks/embedded.txt
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps
+DEPS       := $(VENV)/.presso-deps
+# Where the CPU wheel comes from when pip's configured indexes lack it (this machine has it on disk).
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+# A changed lock rebuilds the venv from nothing (no package the new lock dropped lingers).
+$(DEPS): $(LOCKS)
+	rm -rf $(VENV)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first and pinned: a loose torch requirement would pull a multi-GB CUDA build.
-	$(BIN)/python -m pip install --quiet $(TORCH)
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP_LOCKED) -r locks/torch-cpu.txt || $(PIP_LOCKED) --extra-index-url $(TORCH_INDEX) -r locks/torch-cpu.txt
+	$(PIP_LOCKED) -r locks/dev.txt -r locks/embedded.txt
+	touch $(DEPS)
+
+$(STAMP): $(DEPS) pyproject.toml setup.py
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -51,5 +63,38 @@ serve: data
 	@test -f $(CKPT)/presso.json || $(BIN)/presso compress --model $$($(BIN)/presso pull) --recipe $(RECIPE) $(CALIB) --out $(CKPT)
 	$(BIN)/presso serve --model $(CKPT) --host $(HOST) --port $(PORT) --served-model-name smollm2-135m-$(RECIPE)
 
+# `make lock`: re-resolve locks/ from pyproject.toml's ranges (newest allowed versions) on purpose.
+# The locks target CPython 3.11 on x86_64 Linux (this machine, the Docker base); torch is the CPU wheel.
+# serve.txt (the Docker images: server + compress extras) is constrained to dev.txt's versions.
+TORCH_LOCK ?= torch==2.13.0+cpu
+UV_COMPILE  = $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-unknown-linux-gnu --system-certs \
+	$(if $(wildcard /opt/wheels/torch-*),--find-links /opt/wheels,--extra-index-url $(TORCH_INDEX)) \
+	--custom-compile-command 'make lock'
+lock: venv
+	echo '$(TORCH_LOCK)' > locks/torch-cpu.in
+	$(UV_COMPILE) locks/torch-cpu.in --no-deps -o locks/torch-cpu.txt
+	$(UV_COMPILE) pyproject.toml locks/tools.in --extra dev -c locks/torch-cpu.in --no-emit-package torch -o locks/dev.txt
+	$(UV_COMPILE) pyproject.toml locks/tools.in --extra server --extra compress -c locks/dev.txt \
+	  --no-emit-package torch -o locks/serve.txt
+	$(UV_COMPILE) locks/embedded.in --no-deps -o locks/embedded.txt
+
+# `make test-latest`: the suite against the newest versions pyproject.toml allows, in its own venv
+# (not in CI), then what differs from the lock. An upgrade is chosen (`make lock`), not suffered.
+LATEST := .venv-latest
+test-latest: data prometheus
+	rm -rf $(LATEST)
+	$(PYTHON) -m venv $(LATEST)
+	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
+	$(LATEST)/bin/python -m pip install --quiet '$(TORCH_LOCK)' || \
+	  $(LATEST)/bin/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) '$(TORCH_LOCK)'
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	$(LATEST)/bin/python locks/pins.py --diff
+	$(LATEST)/bin/pytest
+
+# `make docker-test` (not in CI): the CPU image and the compose stack built and run for real here.
+docker-test:
+	bash docker/docker-test.sh
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(LATEST) build *.egg-info

@@ -1,5 +1,9 @@
 """Map the top-level folders to presso.* packages (no top-level `kernels`/`server` is ever installed).
 
+`server/`, `kernels/` and `compression/` have no `__init__.py`: each is a namespace portion of
+`presso.server`, `presso.kernels`, `presso.compression`. From the repo root (where Python puts the
+folders on sys.path) a namespace portion never shadows an installed package: `import kernels` still
+finds Hugging Face's `kernels`, which transformers imports. Their subpackages are regular packages.
 `loadtest` (an HTTP-only load generator that imports nothing of presso) installs under its own name.
 """
 

@@ -6,8 +6,8 @@ a prompt + max_tokens that overflow it is 400 naming `max_tokens`.
 
 from __future__ import annotations
 
-from presso.server import SamplingParams
 from presso.server.api.errors import APIError
+from presso.server.engine import SamplingParams
 
 
 def encode_prompt(tokenizer, prompt: str | list[int]) -> list[int]:

@@ -129,7 +129,7 @@ def test_exported_checkpoint_reproduces_the_trained_student(checkpoints, name, t
 
 @pytest.mark.parametrize("name", ["asym-w4g32", "sparsegpt-2of4-w4g64", "wanda-2of4", "aqlm-2x8"])
 def test_presso_engine_serves_the_distilled_checkpoint(checkpoints, name):
-    from presso.server import SamplingParams
+    from presso.server.engine import SamplingParams
     from presso.server.engine.config import EngineConfig
     from presso.server.engine.core import EngineCore
     from presso.server.engine.request import Request

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from presso.compression.checkpoint.kv_codebooks import KV_FILE, load_kv_codebooks
-from presso.server import LLM, SamplingParams
+from presso.server.engine import LLM, SamplingParams
 
 CALIB = ("--calib-samples", "4", "--calib-len", "64")
 

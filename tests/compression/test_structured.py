@@ -116,7 +116,7 @@ def test_pruned_checkpoint_has_the_requested_shapes(pruned):
 def test_engine_and_transformers_agree_on_the_pruned_model(pruned):
     from transformers import AutoModelForCausalLM
 
-    from presso.server import LLM, SamplingParams
+    from presso.server.engine import LLM, SamplingParams
 
     _, out, _ = pruned
     prompts = [list(range(3, 40)), list(range(50, 70))]

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from presso.server import AsyncEngine, EngineConfig, SamplingParams
+from presso.server.engine import AsyncEngine, EngineConfig, SamplingParams
 
 
 @pytest.fixture(scope="module")

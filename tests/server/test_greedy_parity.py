@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from presso.server import LLM, SamplingParams
+from presso.server.engine import LLM, SamplingParams
 
 
 def _prompts(vocab: int, n: int = 16, seed: int = 0) -> list[list[int]]:

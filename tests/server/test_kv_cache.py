@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from presso.server import LLM, SamplingParams
+from presso.server.engine import LLM, SamplingParams
 from presso.server.kv.cache import KVCache, parse_memory
 from presso.server.kv.codecs import KV_CODECS, Fp32Codec, register_codec, resolve_codec_name
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from presso.server import LLM, SamplingParams
+from presso.server.engine import LLM, SamplingParams
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 from presso.server.engine.types import SamplingParams as Params

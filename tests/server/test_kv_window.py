@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from presso.server import LLM, SamplingParams
+from presso.server.engine import LLM, SamplingParams
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 
