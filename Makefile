@@ -78,6 +78,7 @@ lock: venv
 	$(UV_COMPILE) pyproject.toml locks/tools.in --extra server --extra compress -c locks/dev.txt \
 	  --no-emit-package torch -o locks/serve.txt
 	$(UV_COMPILE) locks/embedded.in --no-deps -o locks/embedded.txt
+	$(UV_COMPILE) locks/gpu.in -o locks/gpu.txt
 
 # `make test-latest`: the suite against the newest versions pyproject.toml allows, in its own venv
 # (not in CI), then what differs from the lock. An upgrade is chosen (`make lock`), not suffered.

@@ -2,15 +2,19 @@
 
 Each op family registers its `reference` (the readable spec), `cpu` (fast torch) and `triton` (GPU)
 implementations here when its module is imported. `get(op, device)` picks the backend for a device:
-PRESSO_KERNEL_BACKEND forces one everywhere (falling back to the reference when that op lacks it);
-otherwise CUDA tensors get triton, then cpu, then reference; CPU tensors get cpu, then reference.
+a forced backend (an explicit `backend=`, else the enclosing `select(...)`'s, else PRESSO_KERNEL_BACKEND)
+wins, falling back to the reference when the op lacks it; otherwise CUDA tensors get triton, then cpu,
+then reference; CPU tensors get cpu, then reference. The engine resolves every kernel once, at load,
+inside `select(device, backend)`, which also records which backend each op got.
 """
 
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from presso.kernels import envs
@@ -18,6 +22,8 @@ from presso.kernels import envs
 BACKENDS = ("reference", "cpu", "triton")
 _OPS: dict[str, dict[str, Callable]] = {}
 _loaded = False
+# (device, forced backend or None, {op: backend} resolved so far) of the innermost select()
+_SELECTION: ContextVar[tuple[str, str | None, dict[str, str]] | None] = ContextVar("kernel_selection", default=None)
 
 
 def register(op: str, backend: str) -> Callable[[Callable], Callable]:
@@ -46,7 +52,21 @@ def registered() -> dict[str, tuple[str, ...]]:
     return {op: tuple(impls) for op, impls in sorted(_OPS.items())}
 
 
-def get(op: str, device: str = "cpu", backend: str | None = None) -> Callable:
+@contextmanager
+def select(device: str = "cpu", backend: str | None = None) -> Iterator[dict[str, str]]:
+    """Within the block, `get(op)` defaults to `device` and forces `backend` (None: pick by device).
+    Yields {op: backend name} of every op resolved inside, for logs and tests."""
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(f"kernel backend must be one of {BACKENDS}, got {backend!r}")
+    resolved: dict[str, str] = {}
+    token = _SELECTION.set((device, backend, resolved))
+    try:
+        yield resolved
+    finally:
+        _SELECTION.reset(token)
+
+
+def get(op: str, device: str | None = None, backend: str | None = None) -> Callable:
     """The implementation of `op` for `device` (or exactly `backend` when given)."""
     load_all()
     impls = _OPS.get(op)
@@ -54,10 +74,16 @@ def get(op: str, device: str = "cpu", backend: str | None = None) -> Callable:
         raise KeyError(f"unknown kernel op {op!r}")
     if backend is not None:
         return impls[backend]
-    forced = envs.kernel_backend()
+    selection = _SELECTION.get()
+    device = device if device is not None else (selection[0] if selection else "cpu")
+    forced = (selection[1] if selection else None) or envs.kernel_backend()
     if forced is not None:
         if forced not in BACKENDS:
             raise ValueError(f"PRESSO_KERNEL_BACKEND must be one of {BACKENDS}, got {forced!r}")
-        return impls.get(forced, impls["reference"])
-    order = ("triton", "cpu", "reference") if str(device).startswith("cuda") else ("cpu", "reference")
-    return next(impls[b] for b in order if b in impls)
+        name = forced if forced in impls else "reference"
+    else:
+        order = ("triton", "cpu", "reference") if str(device).startswith("cuda") else ("cpu", "reference")
+        name = next(b for b in order if b in impls)
+    if selection is not None:
+        selection[2][op] = name
+    return impls[name]

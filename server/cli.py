@@ -12,6 +12,7 @@ import sys
 from presso.compression import cli as offline_cli
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.server import bench, serve
+from presso.server.engine.args import add_engine_args
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--kv-cache", default=None, metavar="CODEC",
                           help="score teacher-forced through presso's paged KV cache with this codec "
                                "(bf16, fp16, fp32, int8, kivi2, rvq); default: plain forward passes")
-    evaluate.add_argument("--kv-window", type=int, default=0, metavar="N",
-                          help="with a compressed --kv-cache: each position also reads its last N positions "
-                               "exactly (bf16)")
+    add_engine_args(evaluate, ["kv_window", "device", "kernel_backend"])
     evaluate.set_defaults(make_scorer=_engine_scorer)
     return parser
 
@@ -42,7 +41,7 @@ def _engine_scorer(args: argparse.Namespace):
 
     try:
         return EngineScorer(resolve_model_dir(args.model), args.kv_cache, dtype=args.dtype, ctx=args.ctx,
-                            kv_window=args.kv_window)
+                            kv_window=args.kv_window, device=args.device, kernel_backend=args.kernel_backend)
     except ValueError as exc:
         raise PressoInputError(f"--kv-cache {args.kv_cache}: {exc}") from None
 

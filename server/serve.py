@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 from presso.compression.checkpoint import PressoInputError, resolve_model_dir
+from presso.server.engine.args import add_engine_args
 
 
 def read_api_key(args: argparse.Namespace) -> str | None:
@@ -33,6 +34,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
     from presso.server.api.app import build_app
     from presso.server.api.state import ServerSettings
+    from presso.server.engine.args import engine_kwargs
     from presso.server.engine.async_engine import AsyncEngine, EngineConfig
 
     model_dir = resolve_model_dir(args.model)
@@ -42,17 +44,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_queued_requests=args.max_queued_requests,
     )
     try:
-        config = EngineConfig(
-            model=str(model_dir),
-            dtype=args.dtype,
-            kv_cache_dtype=args.kv_cache,
-            kv_cache_memory=args.kv_cache_memory,
-            kv_window=args.kv_window,
-            lm_head_quant=args.lm_head_quant,
-            max_num_seqs=args.max_num_seqs,
-            max_model_len=args.max_model_len,
-            block_size=args.block_size,
-        ).validate()
+        config = EngineConfig(model=str(model_dir), **engine_kwargs(args)).validate()
         engine = AsyncEngine.from_config(config)
     except ValueError as exc:
         raise PressoInputError(str(exc)) from None
@@ -82,17 +74,8 @@ def register(sub) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-model-name", default=None, help="name clients use (default: the dir's name)")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--kv-cache", default="auto", help="KV cache codec: auto, bf16, fp16, fp32, int8, kivi2, rvq")
-    p.add_argument("--kv-cache-memory", default="1GiB", help="KV budget: bytes (2GiB, 512MiB) or a fraction")
-    p.add_argument("--kv-window", type=int, default=0, metavar="N",
-                   help="compressed KV codecs: keep each sequence's last N tokens exact too (bf16; disables "
-                        "prefix caching)")
-    p.add_argument("--lm-head-quant", default="auto", choices=["auto", "none", "int8", "int4"],
-                   help="output head RTN at load (auto: int8 for quantized checkpoints)")
-    p.add_argument("--max-num-seqs", type=int, default=64)
-    p.add_argument("--max-model-len", type=int, default=None)
-    p.add_argument("--block-size", type=int, default=16)
+    add_engine_args(p, ["dtype", "device", "kernel_backend", "kv_cache_dtype", "kv_cache_memory", "kv_window",
+                        "lm_head_quant", "max_num_seqs", "max_model_len", "block_size"], max_num_seqs=64)
     p.add_argument("--max-queued-requests", type=int, default=256)
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", default=None)

@@ -15,6 +15,8 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # shared helpers: `from live_server import ...`
+
 SAMPLE_TEXT = (
     "It is a truth universally acknowledged, that a single man in possession of a good fortune, "
     "must be in want of a wife. However little known the feelings or views of such a man may be on his "

@@ -76,6 +76,11 @@ def test_serve_lock_satisfies_pyproject_and_matches_dev():
     assert "torch" not in serve and "torch" not in dev, "torch lives in locks/torch-cpu.txt alone"
 
 
+def test_gpu_lock_satisfies_pyproject():
+    gpu = [Requirement(r) for r in PYPROJECT["project"]["optional-dependencies"]["gpu"]]
+    _assert_satisfied(gpu, pins.read_pins(ROOT / "locks/gpu.txt"), "gpu.txt")
+
+
 def test_torch_lock_is_the_cpu_wheel_alone():
     assert list(pins.read_pins(ROOT / "locks/torch-cpu.txt")) == ["torch"]
     assert pins.read_pins(ROOT / "locks/torch-cpu.txt")["torch"].endswith("+cpu")

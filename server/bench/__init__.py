@@ -5,6 +5,8 @@ Only the argparse registration lives here, so the console script does not import
 
 from __future__ import annotations
 
+from presso.server.engine.args import add_engine_args
+
 
 def _engine(args) -> int:
     from presso.server.bench import engine_bench
@@ -34,15 +36,13 @@ def register(sub) -> None:
     bench = _bench_subparsers(sub)
     p = bench.add_parser("engine", help="presso engine vs transformers generate(): decode and aggregate tok/s")
     p.add_argument("--model", required=True, help="model dir or pulled name")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--baseline-model", default=None, help="transformers baseline (default: --model)")
     p.add_argument("--baseline-dtype", default=None, help="baseline dtype (default: presso's)")
     p.add_argument("--batches", default="1,16,64")
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--tokens", type=int, default=64)
-    p.add_argument("--kv-cache-memory", default="1GiB")
-    p.add_argument("--lm-head-quant", default="auto", choices=["auto", "none", "int8", "int4"])
-    p.add_argument("--max-num-batched-tokens", type=int, default=512)
+    add_engine_args(p, ["dtype", "device", "kernel_backend", "kv_cache_memory", "lm_head_quant",
+                        "max_num_batched_tokens"])
     p.add_argument("--threads", type=int, default=None, help="torch threads for both engines (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_engine)
@@ -52,12 +52,11 @@ def register(sub) -> None:
     k.add_argument("--kv-caches", default="bf16,int8,kivi2",
                    help="comma list of CODEC[+wN][=MODEL_DIR] (an RVQ setting is a checkpoint with codebooks; "
                         "+wN: last N tokens exact)")
-    k.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
     k.add_argument("--batches", default="1,32")
     k.add_argument("--prompt-len", type=int, default=64)
     k.add_argument("--tokens", type=int, default=32)
-    k.add_argument("--kv-cache-memory", default="1GiB")
-    k.add_argument("--max-num-batched-tokens", type=int, default=2048)
+    add_engine_args(k, ["dtype", "device", "kernel_backend", "kv_cache_memory", "max_num_batched_tokens"],
+                    max_num_batched_tokens=2048)
     k.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=_kv)

@@ -16,6 +16,7 @@ import time
 import torch
 
 from presso.compression.checkpoint import PressoInputError, resolve_model_dir
+from presso.server.engine.args import engine_kwargs
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 from presso.server.engine.types import SamplingParams
@@ -74,10 +75,11 @@ def run(args) -> dict:
     batches = [int(b) for b in args.batches.split(",")]
     if args.threads:
         torch.set_num_threads(args.threads)
-    cfg = EngineConfig(model=args.model, dtype=args.dtype, kv_cache_memory=args.kv_cache_memory,
-                       max_num_seqs=max(batches), max_num_batched_tokens=args.max_num_batched_tokens,
-                       enable_prefix_caching=False, lm_head_quant=args.lm_head_quant)
-    core = EngineCore(cfg)
+    cfg = EngineConfig(model=args.model, **engine_kwargs(args), max_num_seqs=max(batches), enable_prefix_caching=False)
+    try:
+        core = EngineCore(cfg)
+    except ValueError as exc:  # a bad device, dtype or budget: one user-facing line
+        raise PressoInputError(str(exc)) from None
     bench_presso(core, 2, 8, 4, seed=99)  # warm-up
     presso = {b: bench_presso(core, b, args.prompt_len, args.tokens, seed=b) for b in batches}
     presso_rss = peak_rss_mib()

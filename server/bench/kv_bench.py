@@ -15,6 +15,7 @@ import torch
 
 from presso.compression.checkpoint import PressoInputError
 from presso.server.bench.engine_bench import bench_presso
+from presso.server.engine.args import engine_kwargs
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 
@@ -39,8 +40,7 @@ def run(args) -> dict:
     batches = [int(b) for b in args.batches.split(",")]
     rows = []
     for label, codec, window, model in parse_entries(args.kv_caches, args.model):
-        cfg = EngineConfig(model=model, dtype=args.dtype, kv_cache_dtype=codec, kv_cache_memory=args.kv_cache_memory,
-                           max_num_seqs=max(batches), max_num_batched_tokens=args.max_num_batched_tokens,
+        cfg = EngineConfig(model=model, **engine_kwargs(args), kv_cache_dtype=codec, max_num_seqs=max(batches),
                            enable_prefix_caching=False, kv_window=window)
         try:
             core = EngineCore(cfg)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from presso.compression.checkpoint import resolve_model_dir
-from presso.kernels import envs
+from presso.kernels import envs, registry
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.request import Request
 from presso.server.engine.runner import ModelRunner
@@ -53,19 +53,25 @@ class EngineCore:
         self.model_dir = resolve_model_dir(config.model)
         cfg = read_config(self.model_dir)
         self.dtype = resolve_dtype(config.dtype, cfg)
-        self.model, self.hf_config, source = load_model(self.model_dir, self.dtype)
-        quantized = bool(cfg.get("quantization_config"))
-        head = "int8" if config.lm_head_quant == "auto" and quantized else config.lm_head_quant
-        if head in ("int8", "int4"):
-            self.model.quantize_head(int(head[3:]))
+        self.device = torch.device(config.device)
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.eos_token_ids = eos_token_ids(self.model_dir, cfg, self.tokenizer)
         limit = cfg.get("max_position_embeddings") or cfg.get("n_positions") or 2048
         self.max_model_len = min(config.max_model_len or limit, limit)
-        codec = resolve_codec_name(config.kv_cache_dtype, self.dtype)
-        self.kv = KVCache(codec, self.model.num_layers, self.model.num_kv_heads, self.model.head_dim,
-                          config.block_size, config.kv_cache_memory, self.model_dir, config.num_kv_blocks,
-                          config.kv_window, config.max_num_seqs)
+        # Every kernel (linears, head, attention, KV codecs) is resolved here, once, for this device.
+        with registry.select(self.device.type, config.kernel_backend) as resolved:
+            self.model, self.hf_config, source = load_model(self.model_dir, self.dtype, config.device)
+            quantized = bool(cfg.get("quantization_config"))
+            head = "int8" if config.lm_head_quant == "auto" and quantized else config.lm_head_quant
+            with torch.device(self.device):
+                if head in ("int8", "int4"):
+                    self.model.quantize_head(int(head[3:]))
+                codec = resolve_codec_name(config.kv_cache_dtype, self.dtype)
+                self.kv = KVCache(codec, self.model.num_layers, self.model.num_kv_heads, self.model.head_dim,
+                                  config.block_size, config.kv_cache_memory, self.model_dir,
+                                  config.num_kv_blocks, config.kv_window, config.max_num_seqs)
+        self.kernels: dict[str, str] = dict(sorted(resolved.items()))  # op -> backend, for logs and tests
+        log.info("engine on %s, kernels: %s", self.device, ", ".join(f"{k}={v}" for k, v in self.kernels.items()))
         if self.kv.codecs[0].pre_rope and not hasattr(self.model, "rope"):
             raise ValueError(f"{self.model_dir}: KV codebooks code keys before RoPE, but this model has no rotary "
                              "embedding; recalibrate with keys=post_rope")
@@ -75,7 +81,7 @@ class EngineCore:
         self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
-        self.runner = ModelRunner(self.model, self.kv, config.seed)
+        self.runner = ModelRunner(self.model, self.kv, config.seed, self.device)
         self.weight_bytes = source.nbytes()
         self.num_parameters = self.model.num_parameters()
 
@@ -125,8 +131,7 @@ class EngineCore:
             seqs = [s for s in self.scheduler.schedule().seqs if s.request_id == rid]
             if not seqs or seqs[0].num_tokens != len(prompt_token_ids):
                 raise ValueError(f"the prompt ({len(prompt_token_ids)} tokens) must fit one step's token budget")
-            ids, pos, batch = self.runner._batch(seqs)
-            return self.model.logits(self.model(ids, pos, batch, self.kv))
+            return self.runner.forward_logits(seqs)
         finally:
             self.abort(rid)
 

@@ -4,10 +4,13 @@ Sequences are reordered decodes-first (the attention kernel batches all one-toke
 concatenated into input_ids/positions (T,), each token's KV slot computed from its block table, then the
 model runs once and logits are taken only at the rows that sample (and at prompt positions whose
 logprobs were requested). Data flow: SchedulerOutput -> execute() -> RunnerOutput.
+On a CUDA device the step's index tensors are built there (the forward runs under torch.device(dev))
+and only the sampled rows' logits come back to the host, where the sampler and its generator live.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -22,12 +25,18 @@ from presso.server.models.base import CausalLM
 
 
 class ModelRunner:
-    def __init__(self, model: CausalLM, kv: KVCache, seed: int = 0):
+    def __init__(self, model: CausalLM, kv: KVCache, seed: int = 0, device: torch.device | str = "cpu"):
         self.model, self.kv = model, kv
         self.block_size = kv.block_size
-        self.generator = torch.Generator().manual_seed(seed)
+        self.device = torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed)  # host-side: sampling runs on CPU
 
-    def _batch(self, seqs: list[ScheduledSeq]) -> tuple[torch.Tensor, torch.Tensor, PagedBatch]:
+    def _on_device(self):
+        """Factory calls inside the step default to the engine's device (a no-op scope on CPU)."""
+        return contextlib.nullcontext() if self.device.type == "cpu" else torch.device(self.device)
+
+    def prepare_inputs(self, seqs: list[ScheduledSeq]) -> tuple[torch.Tensor, torch.Tensor, PagedBatch]:
+        """Decodes first: input_ids (T,), positions (T,) long and the step's PagedBatch."""
         bs = self.block_size
         decodes = [s for s in seqs if s.num_tokens == 1]
         ids: list[int] = []
@@ -67,10 +76,18 @@ class ModelRunner:
         return torch.cat(parts_ids), torch.cat(parts_pos).long(), batch
 
     @torch.inference_mode()
+    def forward_logits(self, seqs: list[ScheduledSeq]) -> torch.Tensor:
+        """Logits (T, V) fp32 on the host at every position of the scheduled tokens (checks, not serving)."""
+        with self._on_device():
+            ids, pos, batch = self.prepare_inputs(seqs)
+            return self.model.logits(self.model(ids, pos, batch, self.kv)).cpu()
+
+    @torch.inference_mode()
     def execute(self, out: SchedulerOutput) -> RunnerOutput:
         seqs = sorted(out.seqs, key=lambda s: s.num_tokens != 1)  # stable: decodes first
-        input_ids, positions, batch = self._batch(seqs)
-        hidden = self.model(input_ids, positions, batch, self.kv)  # (T, hidden)
+        with self._on_device():
+            input_ids, positions, batch = self.prepare_inputs(seqs)
+            hidden = self.model(input_ids, positions, batch, self.kv)  # (T, hidden)
         ends, row = [], 0
         plp_rows: list[tuple[ScheduledSeq, int]] = []
         for s in seqs:
@@ -81,7 +98,8 @@ class ModelRunner:
             row += s.num_tokens
         sampled: list[SampledToken] = []
         if ends:
-            logits = self.model.logits(hidden[torch.tensor([r for _, r in ends])])  # (B, V) fp32
+            rows = torch.tensor([r for _, r in ends], device=hidden.device)
+            logits = self.model.logits(hidden[rows]).cpu()  # (B, V) fp32
             sample_seqs = [s for s, _ in ends]
             tokens = sampler.sample(logits, sample_seqs, self.generator)
             lps = sampler.token_logprobs(logits, tokens, [s.params.logprobs for s in sample_seqs])
@@ -92,7 +110,7 @@ class ModelRunner:
         out = []
         for s, first in plp_rows:
             n = len(s.prompt_logprob_targets)
-            logits = self.model.logits(hidden[first:first + n])  # (n, V) fp32
+            logits = self.model.logits(hidden[first:first + n]).cpu()  # (n, V) fp32
             lps = sampler.token_logprobs(logits, list(s.prompt_logprob_targets), [s.params.prompt_logprobs] * n)
             out.append((s.request_id, tuple(lps)))
         return out

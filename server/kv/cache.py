@@ -3,46 +3,28 @@
 `num_blocks = budget // (block_size * layers * codec.bytes_per_token())`, so a smaller codec means more
 blocks, hence more concurrent sequences. An exact recent window (window.py) takes its rings out of the
 budget first. The budget is bytes (`2GiB`, `512MiB`, an int) or a fraction
-in (0, 1] of the memory available when the engine starts.
+in (0, 1] of the memory available when the engine starts (the GPU's free memory on CUDA). Pages are
+allocated on the default device: the engine builds the cache under torch.device(its device).
 """
 
 from __future__ import annotations
 
-import re
-
 import psutil
 import torch
 
+from presso.server.engine.config import parse_memory
 from presso.server.kv import kivi_codec, quant_codecs  # noqa: F401  (register the int8, kivi2, rvq codecs)
 from presso.server.kv.codecs import KV_CODECS, KVCodec
 from presso.server.kv.window import allocate as allocate_window
 from presso.server.kv.window import ring_bytes
 
-_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2, "mib": 1024**2,
-          "g": 1000**3, "gb": 1000**3, "gib": 1024**3}
 
-
-def parse_memory(spec: str | int | float) -> int | float:
-    """'2GiB' -> 2147483648; '0.2' or 0.2 -> 0.2 (a fraction); ValueError on anything else."""
-    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
-        value = spec
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(spec))
-        if not m or m.group(2).lower() not in _UNITS:
-            raise ValueError(f"kv_cache_memory must be bytes like '2GiB' or a fraction like 0.2, got {spec!r}")
-        value = float(m.group(1)) * _UNITS[m.group(2).lower()]
-        if not m.group(2) and float(m.group(1)) <= 1.0:
-            value = float(m.group(1))
-    if value <= 0:
-        raise ValueError(f"kv_cache_memory must be positive, got {spec!r}")
-    if isinstance(value, float) and value <= 1.0:
-        return value
-    return int(value)
-
-
-def budget_bytes(spec: str | int | float) -> int:
+def budget_bytes(spec: str | int | float, device: torch.device | None = None) -> int:
+    """Bytes for the pages: as given, or a fraction of the free memory of `device` (host RAM on CPU)."""
     value = parse_memory(spec)
     if isinstance(value, float):
+        if device is not None and device.type == "cuda":
+            return int(value * torch.cuda.mem_get_info(device)[0])
         return int(value * psutil.virtual_memory().available)
     return value
 
@@ -64,7 +46,7 @@ class KVCache:
         # the recent-window rings come out of the same budget: W tokens at bf16 per running sequence and layer
         self.window_bytes = num_layers * ring_bytes(max_seqs, window, num_kv_heads, head_dim) if window else 0
         if num_blocks is None:
-            num_blocks = (budget_bytes(memory) - self.window_bytes) // per_block
+            num_blocks = (budget_bytes(memory, torch.get_default_device()) - self.window_bytes) // per_block
         if num_blocks < 1:
             raise ValueError(f"kv_cache_memory {memory!r} is too small for one block of {per_block} bytes"
                              + (f" plus {self.window_bytes} bytes of recent-window rings" if window else ""))

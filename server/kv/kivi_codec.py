@@ -38,6 +38,8 @@ class Kivi2Codec(KVCodec):
             raise ValueError(f"kivi2 packs 4 codes per byte: head_dim {head_dim} must be a multiple of 4")
         self.group = VALUE_GROUP if head_dim % VALUE_GROUP == 0 else head_dim
         self._tick = 0
+        self._keys_decode = registry.get("kv_kivi_keys_decode")  # resolved once, for the engine's device
+        self._values_decode = registry.get("kv_kivi_values_decode")
 
     def bytes_per_token(self) -> int:
         h, d, bs = self.num_kv_heads, self.head_dim, self.block_size
@@ -168,16 +170,13 @@ class Kivi2Codec(KVCodec):
 
     # ---- read --------------------------------------------------------------------------------------
     def read(self, pages, block_table, n):
-        device = pages["k"].device.type  # the unpack kernels by the pages' device (Triton on CUDA)
-        keys_decode = registry.get("kv_kivi_keys_decode", device)
-        values_decode = registry.get("kv_kivi_values_decode", device)
-        k = keys_decode(pages["k"][block_table], pages["k_scale"][block_table],
+        k = self._keys_decode(pages["k"][block_table], pages["k_scale"][block_table],
                         pages["k_lo"][block_table])  # (nb, BS, H, D)
         st = pages["block_stage"][block_table]
         staged = st >= 0
         if staged.any():  # the filling block: exact keys
             k[staged] = pages["stage"][st[staged]].float()
-        v = values_decode(pages["v"][block_table].flatten(0, 1)[:n],
+        v = self._values_decode(pages["v"][block_table].flatten(0, 1)[:n],
                           pages["v_scale"][block_table].flatten(0, 1)[:n],
                           pages["v_lo"][block_table].flatten(0, 1)[:n])
         return k.flatten(0, 1)[:n], v

@@ -4,7 +4,8 @@ Both plug into the codec registry of codecs.py and are read back through `read` 
 attention path). `rvq` also offers `attend_decode`: one-token queries scored against the codebooks
 directly (op kv_rvq_attend), never decoding the cache. RVQ codebooks come from the checkpoint's
 presso_kv.safetensors (calibrated offline by `presso compress ... --kv rvq`). Every numeric op comes
-from presso.kernels.registry by the pages' device: Triton on CUDA, else the cpu op or the reference.
+from presso.kernels.registry, resolved once when the codec is built (inside the engine's kernel
+selection: Triton on CUDA, else the cpu op or the reference).
 Page shapes: int8 k/v (NB, BS, Hkv, D) int8 + scales (NB, BS, Hkv, 1) fp16; rvq codes
 (NB, BS, Hkv, ng, S) uint8|int16 + RMS (NB, BS, Hkv, 1) fp16.
 """
@@ -30,13 +31,12 @@ def _gather(page: torch.Tensor, block_table: torch.Tensor, n: int) -> torch.Tens
     return page[block_table].flatten(0, 1)[:n]
 
 
-def _op(name: str, page: torch.Tensor):
-    """The kernel for op `name` on the device holding `page`."""
-    return registry.get(name, page.device.type)
-
-
 @register_codec("int8")
 class Int8Codec(KVCodec):
+    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0, block_size: int = 16):
+        super().__init__(num_kv_heads, head_dim, model_dir, layer, block_size)
+        self._encode, self._decode = registry.get("kv_int8_encode"), registry.get("kv_int8_decode")
+
     def bytes_per_token(self) -> int:
         return 2 * self.num_kv_heads * (self.head_dim + 2)  # int8 values + one fp16 scale per head
 
@@ -49,13 +49,12 @@ class Int8Codec(KVCodec):
 
     def write(self, pages, slots, k, v) -> None:
         for name, x in (("k", k), ("v", v)):
-            q, scale = _op("kv_int8_encode", pages[name])(x)
+            q, scale = self._encode(x)
             _flat(pages[name]).index_copy_(0, slots, q)
             _flat(pages[f"{name}_scale"]).index_copy_(0, slots, scale)
 
     def read(self, pages, block_table, n):
-        decode = _op("kv_int8_decode", pages["k"])
-        return tuple(decode(_gather(pages[name], block_table, n),
+        return tuple(self._decode(_gather(pages[name], block_table, n),
                             _gather(pages[f"{name}_scale"], block_table, n)) for name in ("k", "v"))
 
 
@@ -79,8 +78,11 @@ class RVQCodec(KVCodec):
         self.spec = spec
         self.pre_rope = spec.keys == "pre_rope"  # codes of k_proj's output; RoPE is applied after decoding
         books = layers[layer]
-        self.k_books, self.k_perm = books.k_books.float(), books.k_perm.long()
-        self.v_books, self.v_perm = books.v_books.float(), books.v_perm.long()
+        device = torch.get_default_device()  # the engine builds its cache under its device
+        self.k_books, self.k_perm = books.k_books.float().to(device), books.k_perm.long().to(device)
+        self.v_books, self.v_perm = books.v_books.float().to(device), books.v_perm.long().to(device)
+        self._encode, self._decode = registry.get("kv_rvq_encode"), registry.get("kv_rvq_decode")
+        self._attend = registry.get("kv_rvq_attend")
         self.code_dtype = torch.uint8 if spec.entries <= 256 else torch.int16
 
     def bytes_per_token(self) -> int:
@@ -95,22 +97,21 @@ class RVQCodec(KVCodec):
 
     def write(self, pages, slots, k, v) -> None:
         for name, x, books, perm in (("k", k, self.k_books, self.k_perm), ("v", v, self.v_books, self.v_perm)):
-            codes, rms = _op("kv_rvq_encode", pages[name])(x, books, perm)
+            codes, rms = self._encode(x, books, perm)
             _flat(pages[name]).index_copy_(0, slots, codes.to(self.code_dtype))
             _flat(pages[f"{name}_rms"]).index_copy_(0, slots, rms)
 
     def read(self, pages, block_table, n):
-        decode = _op("kv_rvq_decode", pages["k"])
-        k = decode(_gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
+        k = self._decode(_gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
                    self.k_books, self.k_perm)
-        v = decode(_gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
+        v = self._decode(_gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
                    self.v_books, self.v_perm)
         return k, v
 
     def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float) -> torch.Tensor:
         """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32 (post-RoPE
         keys only: a pre-RoPE key must be rotated to its position after decoding)."""
-        return _op("kv_rvq_attend", pages["k"])(
+        return self._attend(
             q, _gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
             _gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
             self.k_books, self.v_books, self.k_perm, self.v_perm, scale)

@@ -15,10 +15,11 @@ from presso.server.engine.types import SamplingParams
 
 class EngineScorer:
     def __init__(self, model_dir, kv_cache: str, dtype: str = "auto", ctx: int = 1024,
-                 kv_cache_memory: str = "512MiB", kv_window: int = 0):
+                 kv_cache_memory: str = "512MiB", **engine_kwargs):
         self.llm = LLM(model_dir, kv_cache_dtype=kv_cache, dtype=dtype, kv_cache_memory=kv_cache_memory,
                        enable_prefix_caching=False, max_model_len=max(ctx + 1, 16), max_num_seqs=1,
-                       kv_window=kv_window)
+                       **engine_kwargs)
+        kv_window = engine_kwargs.get("kv_window", 0)
         self.params = SamplingParams(max_tokens=0, temperature=0.0, prompt_logprobs=0)
         self.kv_cache = kv_cache + (f"+w{kv_window}" if kv_window else "")
 

@@ -34,12 +34,13 @@ def resolve_dtype(name: str, cfg: dict) -> torch.dtype:
     return torch.bfloat16 if ckpt == "float16" else DTYPES.get(ckpt, torch.float32)
 
 
-def load_model(model_dir: Path, dtype: torch.dtype) -> tuple[CausalLM, dict, WeightSource]:
+def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu") -> tuple[CausalLM, dict, WeightSource]:
+    """The model on `device`; its kernels come from the caller's presso.kernels.registry.select()."""
     cfg = read_config(model_dir)
     qc = QuantConfig(cfg.get("quantization_config"))
     kind = cfg.get("model_type")
-    source = WeightSource(model_dir)
-    with torch.device("cpu"):
+    source = WeightSource(model_dir, device)
+    with torch.device(device):
         if kind in LLAMA_FAMILY:
             model: CausalLM = LlamaForCausalLM(cfg, qc, dtype)
         elif kind == "gpt2":
@@ -48,6 +49,6 @@ def load_model(model_dir: Path, dtype: torch.dtype) -> tuple[CausalLM, dict, Wei
         else:
             raise ValueError(f"config.json model_type {kind!r} is not supported "
                              f"(supported: {', '.join(LLAMA_FAMILY + ('gpt2',))})")
-    model.load(source)
+        model.load(source)
     model.eval()
     return model, cfg, source

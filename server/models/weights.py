@@ -1,7 +1,8 @@
 """Read a checkpoint's tensors from its safetensors files (memory-mapped, nothing loaded up front).
 
 A model asks for tensors by full name; `WeightSource` finds the shard (single file or
-model.safetensors.index.json) and returns a tensor backed by the mmap. No pickle is ever read.
+model.safetensors.index.json) and returns a tensor backed by the mmap (on CPU) or copied to the
+engine's device. No pickle is ever read.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from safetensors import safe_open
 
 
 class WeightSource:
-    def __init__(self, model_dir: Path):
+    def __init__(self, model_dir: Path, device: str = "cpu"):
         self.model_dir = Path(model_dir)
         index = self.model_dir / "model.safetensors.index.json"
         if index.is_file():
@@ -25,7 +26,7 @@ class WeightSource:
             if not files:
                 raise ValueError(f"no *.safetensors weights in {self.model_dir}")
             weight_map = None
-        self._handles = {f: safe_open(str(self.model_dir / f), framework="pt") for f in files}
+        self._handles = {f: safe_open(str(self.model_dir / f), framework="pt", device=str(device)) for f in files}
         if weight_map is None:
             weight_map = {k: f for f, h in self._handles.items() for k in h.keys()}
         self.weight_map: dict[str, str] = weight_map
@@ -39,13 +40,6 @@ class WeightSource:
             raise ValueError(f"checkpoint {self.model_dir} has no tensor {name!r}")
         self.used.add(name)
         return self._handles[self.weight_map[name]].get_tensor(name)
-
-    def first(self, *names: str) -> str:
-        """The first of `names` present (checkpoints differ in prefixes, e.g. `transformer.`)."""
-        for name in names:
-            if name in self.weight_map:
-                return name
-        raise ValueError(f"checkpoint {self.model_dir} has none of {names}")
 
     def nbytes(self) -> int:
         """Bytes of every tensor in the checkpoint (on-disk weight size)."""

@@ -129,17 +129,13 @@ def test_exported_checkpoint_reproduces_the_trained_student(checkpoints, name, t
 
 @pytest.mark.parametrize("name", ["asym-w4g32", "sparsegpt-2of4-w4g64", "wanda-2of4", "aqlm-2x8"])
 def test_presso_engine_serves_the_distilled_checkpoint(checkpoints, name):
-    from presso.server.engine import SamplingParams
     from presso.server.engine.config import EngineConfig
     from presso.server.engine.core import EngineCore
-    from presso.server.engine.request import Request
 
     _, out = checkpoints[name]
     prompt = list(range(3, 30))
     core = EngineCore(EngineConfig(model=out, dtype="float32", kv_cache_memory="8MiB", lm_head_quant="none"))
-    core.scheduler.add(Request("r", tuple(prompt), SamplingParams(max_tokens=1)))
-    ids, pos, batch = core.runner._batch(list(core.scheduler.schedule().seqs))
+    engine = core.prompt_logits(prompt)
     with torch.inference_mode():
-        engine = core.model.logits(core.model(ids, pos, batch, core.kv))
         ref = loader.load_model(out)(torch.tensor([prompt])).logits[0]
     torch.testing.assert_close(engine[-1], ref[-1], atol=2e-3, rtol=2e-3)

@@ -5,23 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
+from live_server import free_port, start_process, start_server, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _ensure_prometheus() -> tuple[str, str]:
@@ -49,53 +40,13 @@ def promtool(prometheus_bins) -> str:
     return prometheus_bins[1]
 
 
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{url} did not answer 200 in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
-
-
-def start_process(cmd: list[str], log: Path, health_url: str) -> subprocess.Popen:
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    try:
-        wait_http(health_url, proc, log)
-    except BaseException:
-        proc.kill()
-        raise
-    return proc
-
-
-def stop_process(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 @pytest.fixture(scope="module")
 def presso_tiny(tiny_llama_dir, tmp_path_factory):
     """A tiny-model presso with a short queue (2 running, 4 waiting) so load also yields 429s."""
-    port = free_port()
-    exe = str(Path(sys.executable).with_name("presso"))
-    cmd = [exe, "serve", "--model", str(tiny_llama_dir), "--port", str(port), "--served-model-name", "tiny",
-           "--kv-cache-memory", "16MiB", "--max-num-seqs", "2", "--max-queued-requests", "4",
-           "--log-level", "warning"]
-    base = f"http://127.0.0.1:{port}"
-    proc = start_process(cmd, tmp_path_factory.mktemp("presso") / "server.log", f"{base}/health")
-    yield base
-    stop_process(proc)
+    live = start_server(tiny_llama_dir, tmp_path_factory.mktemp("presso"), "--kv-cache-memory", "16MiB",
+                        "--max-num-seqs", "2", "--max-queued-requests", "4")
+    yield live.base_url
+    stop_process(live.proc)
 
 
 @pytest.fixture(scope="module")

@@ -74,8 +74,14 @@ def test_commands_and_packages_exist(path: Path):
 
     carriers = {m.pip_requirement for m in EMBEDDED_MODELS.values()}
     assert set(re.findall(r"llm-[a-z0-9]+==[0-9.]+", text)) <= carriers and carriers & set(text.split())
-    makefile_torch = re.search(r"TORCH\s*\?=\s*torch==(\S+)", (REPO / "Makefile").read_text())[1]
-    assert f"TORCH_VERSION={makefile_torch}" in text, "the image's torch differs from the Makefile's pin"
+    locked_torch = re.search(r"^torch==(\S+?)(\+cpu)? ", (REPO / "locks/torch-cpu.txt").read_text(), re.M)[1]
+    assert f"TORCH_VERSION={locked_torch}" in text, "the image's torch differs from locks/torch-cpu.txt"
+    # every locked install checks hashes and resolves nothing
+    locked = re.findall(r"pip install ([^&]*?-r locks/[^&]*)", text)
+    assert locked and all("--require-hashes" in cmd and "--no-deps" in cmd for cmd in locked), locked
+    assert "-r locks/serve.txt" in text and "--no-build-isolation ." in text
+    if path.name == "Dockerfile":
+        assert "-r locks/torch-cpu.txt" in text
     destinations = {dst for _, dst in copies(path)}
     entry = next(rest for word, rest in instructions(path) if word == "ENTRYPOINT")
     assert f"/usr/local/bin/{shlex.split(entry.strip('[]').replace(',', ' '))[0]}" in destinations

@@ -3,15 +3,14 @@ for the real `presso-loadtest` console script."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from live_server import start_server, stop_process
 
 API_KEY = "loadtest-key"
 
@@ -31,28 +30,11 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tiny_llama_dir, tmp_path_factory):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    exe = str(Path(sys.executable).with_name("presso"))
-    log = tmp_path_factory.mktemp("presso") / "server.log"
-    cmd = [exe, "serve", "--model", str(tiny_llama_dir), "--port", str(port), "--served-model-name", "tiny",
-           "--kv-cache-memory", "32MiB", "--api-key", API_KEY, "--log-level", "warning"]
-    proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        assert proc.poll() is None, f"presso exited:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, f"presso never became healthy:\n{log.read_text()[-3000:]}"
-        try:
-            if httpx.get(f"{base}/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
+    server = start_server(tiny_llama_dir, tmp_path_factory.mktemp("presso"), "--kv-cache-memory", "32MiB",
+                          api_key=API_KEY)
+    base = server.base_url
     yield Live(base, API_KEY)
-    proc.terminate()
-    proc.wait(timeout=60)
+    stop_process(server.proc, timeout=60)
 
 
 @pytest.fixture
