@@ -15,7 +15,7 @@ HOST   ?= 127.0.0.1
 CALIB  ?= $(if $(filter gptq% awq%,$(RECIPE)),--calib austen:emma)
 PORT   ?= 8000
 
-.PHONY: serve test test-latest lock venv data lint prometheus docker-test clean
+.PHONY: serve test test-fast test-latest lock venv data lint prometheus docker-test clean
 
 # Everything `make` installs comes from locks/ (exact versions and sha256 hashes, `make lock` writes
 # them): torch's CPU wheel first and alone (a loose torch requirement would pull a multi-GB CUDA build),
@@ -58,6 +58,10 @@ lint: venv
 
 test: data lint prometheus
 	$(BIN)/pytest
+
+# The fast tier (< 60 s here): no process-starting, real-model or long tests (`slow`, tests/conftest.py).
+test-fast: venv
+	$(BIN)/pytest -q -m "not slow"
 
 serve: data
 	@test -f $(CKPT)/presso.json || $(BIN)/presso compress --model $$($(BIN)/presso pull) --recipe $(RECIPE) $(CALIB) --out $(CKPT)

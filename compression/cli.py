@@ -154,7 +154,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--progress", action="store_true", help="force progress bars on")
     c.set_defaults(func=_cmd_compress)
 
-    from presso.compression.aqlm.cli import register as register_aqlm  # `presso aqlm`, `presso bench kernels`
+    from presso.compression.aqlm.cli import register as register_aqlm  # `presso aqlm`
 
     register_aqlm(sub)
 

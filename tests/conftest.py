@@ -1,6 +1,8 @@
 """Shared fixtures: tiny random Llama / GPT-2 models and a tiny BPE tokenizer built in tmp dirs.
 
 TRITON_INTERPRET is set before anything imports triton, so Triton kernels run on the CPU here.
+Tiers: a test that starts processes (the `presso` console script, a live server, Prometheus) or uses
+the real SmolLM2 is marked `slow`; `make test-fast` runs the rest (`pytest -m "not slow"`).
 """
 
 from __future__ import annotations
@@ -78,6 +80,17 @@ def build_tiny_model(out: Path, arch: str, seed: int = 0, dtype: str = "float32"
     model = AutoModelForCausalLM.from_config(config).to(getattr(torch, dtype))
     model.save_pretrained(out, safe_serialization=True)
     return out
+
+
+# Fixtures that start processes: every test using one is `slow`.
+PROCESS_FIXTURES = frozenset({"cli", "server", "client", "launch", "live", "loadtest", "presso_tiny",
+                              "start_prometheus", "prometheus_bins", "promtool", "start_server_fn"})
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")

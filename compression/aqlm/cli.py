@@ -57,21 +57,6 @@ def _parse_layers(text: str | None) -> frozenset[int] | None:
     return frozenset(out)
 
 
-def _cmd_bench_kernels(args: argparse.Namespace) -> int:
-    from presso.kernels.bench import format_table, run_bench
-
-    rows = run_bench(batches=tuple(args.batch), repeats=args.repeats, threads=args.threads)
-    print(json.dumps([r.to_dict() for r in rows]) if args.json else format_table(rows))
-    return 0
-
-
-def _subparsers_of(parser: argparse.ArgumentParser) -> argparse._SubParsersAction | None:
-    for action in parser._actions:  # argparse keeps no public handle on an existing subparsers action
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     a = sub.add_parser("aqlm", help="additive quantization (AQLM) of a dense model into AQLM's HF layout")
     a.add_argument("--model", required=True, help="dense model dir, embedded model name or hub id")
@@ -91,12 +76,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     a.add_argument("--progress", action="store_true", help="force progress bars on")
     a.set_defaults(func=_cmd_aqlm)
-
-    bench = sub.choices.get("bench") or sub.add_parser("bench", help="micro and engine benchmarks")
-    bench_sub = _subparsers_of(bench) or bench.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
-    k = bench_sub.add_parser("kernels", help="CPU weight-codec matmul times vs bf16 dense, SmolLM2 shapes")
-    k.add_argument("--batch", type=int, nargs="+", default=[1, 16], help="activation rows")
-    k.add_argument("--repeats", type=int, default=20, help="timed calls per measurement (median reported)")
-    k.add_argument("--threads", type=int, default=1, help="torch threads during the benchmark")
-    k.add_argument("--json", action="store_true", help="print one JSON list")
-    k.set_defaults(func=_cmd_bench_kernels)

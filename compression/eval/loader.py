@@ -7,12 +7,12 @@ corrupt or truncated safetensors files and presso.json files of an unknown forma
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from presso.compression.checkpoint.config import DTYPES, read_config
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import PRESSO_JSON, read_presso_file
 from presso.compression.checkpoint.safetensors_check import check_checkpoint_files
@@ -20,23 +20,12 @@ from presso.compression.checkpoint.safetensors_check import check_checkpoint_fil
 Loader = Callable[[Path, torch.dtype], torch.nn.Module]
 _LOADERS: dict[str, Loader] = {}
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
 def register_loader(quant_method: str) -> Callable[[Loader], Loader]:
     def wrap(fn: Loader) -> Loader:
         _LOADERS[quant_method] = fn
         return fn
 
     return wrap
-
-
-def read_config(model_dir: Path) -> dict:
-    path = model_dir / "config.json"
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise PressoInputError(f"{path}: invalid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
 def quant_method(config: dict) -> str:

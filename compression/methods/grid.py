@@ -59,10 +59,6 @@ def quantize_codes(w: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spe
     return torch.clamp(torch.round(w / scale) + zero, spec.qmin, spec.qmax)
 
 
-def dequantize_codes(q: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor) -> torch.Tensor:
-    return (q - zero) * scale
-
-
 def group_view(w: torch.Tensor, spec: GridSpec) -> torch.Tensor:
     """w (out, in) -> (out * groups, width): one row per quantization group."""
     return w.reshape(-1, spec.width(w.shape[1]))

@@ -12,20 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from presso.kernels.attention.types import PagedBatch
+from presso.kernels.attention.types import PagedBatch, index_decodes
 from presso.kernels.registry import register
-
-
-def decode_slots_and_mask(batch: PagedBatch, block_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(Bd, L) flat slots of every decode row's context and its (Bd, 1, 1, L) validity mask (None if full)."""
-    length = batch.decode_max_len
-    pos = torch.arange(length)
-    slots = batch.decode_block_tables.gather(1, (pos // block_size).expand(batch.num_decodes, -1))
-    slots = slots * block_size + pos % block_size  # (Bd, L)
-    lens = batch.decode_context_lens
-    if bool((lens == length).all()):
-        return slots, None
-    return slots, (pos[None, :] < lens[:, None])[:, None, None, :]
 
 
 def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
@@ -41,18 +29,10 @@ def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
     return out.view(bd, -1, d)
 
 
-def decode_mask(batch: PagedBatch, block_size: int) -> torch.Tensor | None:
-    """The step's (Bd, 1, 1, L) decode validity mask: the runner's, else computed here."""
-    if batch.decode_slots is not None:
-        return batch.decode_mask
-    return decode_slots_and_mask(batch, block_size)[1]
-
-
 def _decode(q, k_cache, v_cache, batch: PagedBatch, scale: float) -> torch.Tensor:
     bd = batch.num_decodes
+    batch = index_decodes(batch)  # a no-op on the engine's batches (the KV cache's prepare() indexed them)
     slots, mask = batch.decode_slots, batch.decode_mask
-    if slots is None:
-        slots, mask = decode_slots_and_mask(batch, k_cache.shape[1])
     hkv, d = k_cache.shape[2], k_cache.shape[3]
     k = k_cache.view(-1, hkv, d)[slots].float()  # (Bd, L, Hkv, D) fp32: CPU bf16 bmm is ~2x slower
     v = v_cache.view(-1, hkv, d)[slots].float()

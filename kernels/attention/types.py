@@ -1,7 +1,12 @@
-"""Where each sequence of a flattened token batch lives in the paged KV cache (built by the model runner)."""
+"""Where each sequence of a flattened token batch lives in the paged KV cache (built by the model runner).
+
+`index_decodes(batch)` adds the decode rows' per-position slots and validity mask, computed once per
+step (by the KV cache's prepare()) and shared by every layer's attention.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -15,7 +20,7 @@ class PrefillSpan:
     q_len: int
     ctx_len: int  # tokens in the cache for this sequence including this chunk
     block_table: torch.Tensor  # (nb,) long
-    window_slot: int = 0  # the sequence's row of the exact recent-window ring, when the cache has one
+    seq_slot: int = 0  # the sequence's row of per-sequence cache state (e.g. an exact recent window)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +33,27 @@ class PagedBatch:
     decode_context_lens: torch.Tensor  # (Bd,) long, including the current token
     decode_max_len: int
     prefills: tuple[PrefillSpan, ...]
-    decode_slots: torch.Tensor | None = None  # (Bd, L) long flat slot of each context position (fast path)
+    block_size: int  # tokens per cache block
+    decode_seq_slots: tuple[int, ...] = ()  # (Bd,) per-sequence state row of each decode (see PrefillSpan)
+    decode_slots: torch.Tensor | None = None  # (Bd, L) long flat slot of each context position
     decode_mask: torch.Tensor | None = None  # (Bd, 1, 1, L) bool valid positions; None when all are valid
-    decode_window_slots: tuple[int, ...] = ()  # (Bd,) recent-window ring row of each decode
-    block_size: int = 0  # tokens per cache block (0: not given; batched reads of compressed pages need it)
+
+
+def decode_index(batch: PagedBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(Bd, L) flat slots of every decode row's context and its (Bd, 1, 1, L) validity mask (None if full)."""
+    length, bs = batch.decode_max_len, batch.block_size
+    pos = torch.arange(length, device=batch.decode_block_tables.device)
+    slots = batch.decode_block_tables.gather(1, (pos // bs).expand(batch.num_decodes, -1))
+    slots = slots * bs + pos % bs  # (Bd, L)
+    lens = batch.decode_context_lens
+    if bool((lens == length).all()):
+        return slots, None
+    return slots, (pos[None, :] < lens[:, None])[:, None, None, :]
+
+
+def index_decodes(batch: PagedBatch) -> PagedBatch:
+    """The batch with decode_slots/decode_mask filled in (unchanged when it has no decode rows or has them)."""
+    if not batch.num_decodes or batch.decode_slots is not None:
+        return batch
+    slots, mask = decode_index(batch)
+    return dataclasses.replace(batch, decode_slots=slots, decode_mask=mask)

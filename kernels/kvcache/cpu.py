@@ -21,7 +21,6 @@ def _head_codes(codes: torch.Tensor, rep: int) -> torch.Tensor:
     return codes.long().repeat_interleave(rep, 1).reshape(t, hkv * rep, ng * s).permute(1, 2, 0)
 
 
-@register("kv_rvq_scores", "cpu")
 def rvq_scores(q: torch.Tensor, codes: torch.Tensor, rms: torch.Tensor, books: torch.Tensor,
                perm: torch.Tensor) -> torch.Tensor:
     """q (Hq, D), codes (T, Hkv, ng, S), rms (T, Hkv, 1) -> q·k (Hq, T) fp32."""
@@ -34,7 +33,6 @@ def rvq_scores(q: torch.Tensor, codes: torch.Tensor, rms: torch.Tensor, books: t
     return picked.sum(1) * rms.float()[:, :, 0].repeat_interleave(rep, 1).t()
 
 
-@register("kv_rvq_weighted_sum", "cpu")
 def rvq_weighted_sum(p: torch.Tensor, codes: torch.Tensor, rms: torch.Tensor, books: torch.Tensor,
                      perm: torch.Tensor) -> torch.Tensor:
     """p (Hq, T) attention probabilities -> Σ_t p_t v_t (Hq, D) fp32."""

@@ -1,4 +1,5 @@
-"""Benchmarks of the serving engine: vs plain transformers (`presso bench engine`), per KV codec (`bench kv`).
+"""`presso bench ...`: the engine vs plain transformers (`engine`), per KV codec (`kv`), and each weight
+codec's CPU matmul vs bf16 dense (`kernels`, presso.kernels.bench).
 
 Only the argparse registration lives here, so the console script does not import torch to build its parser.
 """
@@ -20,20 +21,20 @@ def _kv(args) -> int:
     return kv_bench.command(args)
 
 
-def _bench_subparsers(sub):
-    """The `bench` command's subparsers, shared with other packages' `presso bench ...` commands."""
-    import argparse
+def _kernels(args) -> int:
+    import json
 
-    bench = sub.choices.get("bench") or sub.add_parser("bench", help="micro and engine benchmarks")
-    for action in bench._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            return action
-    return bench.add_subparsers(dest="bench_cmd", required=True, metavar="WHAT")
+    from presso.kernels.bench import format_table, run_bench
+
+    rows = run_bench(batches=tuple(args.batch), repeats=args.repeats, threads=args.threads)
+    print(json.dumps([r.to_dict() for r in rows]) if args.json else format_table(rows))
+    return 0
 
 
 def register(sub) -> None:
-    """Adds `presso bench engine` and `presso bench kv` to the console script."""
-    bench = _bench_subparsers(sub)
+    """Adds `presso bench engine|kv|kernels` to the console script."""
+    bench = sub.add_parser("bench", help="micro and engine benchmarks").add_subparsers(
+        dest="bench_cmd", required=True, metavar="WHAT")
     p = bench.add_parser("engine", help="presso engine vs transformers generate(): decode and aggregate tok/s")
     p.add_argument("--model", required=True, help="model dir or pulled name")
     p.add_argument("--baseline-model", default=None, help="transformers baseline (default: --model)")
@@ -60,3 +61,10 @@ def register(sub) -> None:
     k.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=_kv)
+
+    c = bench.add_parser("kernels", help="CPU weight-codec matmul times vs bf16 dense, SmolLM2 shapes")
+    c.add_argument("--batch", type=int, nargs="+", default=[1, 16], help="activation rows")
+    c.add_argument("--repeats", type=int, default=20, help="timed calls per measurement (median reported)")
+    c.add_argument("--threads", type=int, default=1, help="torch threads during the benchmark")
+    c.add_argument("--json", action="store_true", help="print one JSON list")
+    c.set_defaults(func=_kernels)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from presso.compression.checkpoint import resolve_model_dir
+from presso.compression.checkpoint.config import read_config
 from presso.kernels import envs, registry
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.request import Request
@@ -23,7 +24,7 @@ from presso.server.engine.types import EngineStats, RequestDelta, SamplingParams
 from presso.server.kv.block_manager import BlockManager
 from presso.server.kv.cache import KVCache
 from presso.server.kv.codecs import resolve_codec_name
-from presso.server.models.registry import load_model, read_config, resolve_dtype
+from presso.server.models.registry import load_model, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ class EngineCore:
                                   config.num_kv_blocks, config.kv_window, config.max_num_seqs)
         self.kernels: dict[str, str] = dict(sorted(resolved.items()))  # op -> backend, for logs and tests
         log.info("engine on %s, kernels: %s", self.device, ", ".join(f"{k}={v}" for k, v in self.kernels.items()))
-        if self.kv.codecs[0].pre_rope and not hasattr(self.model, "rope"):
+        if self.kv.codec.pre_rope and not hasattr(self.model, "rope"):
             raise ValueError(f"{self.model_dir}: KV codebooks code keys before RoPE, but this model has no rotary "
                              "embedding; recalibrate with keys=post_rope")
         # A cached prefix block keeps only codes, but a request starting after it would need its last

@@ -11,11 +11,9 @@ and only the sampled rows' logits come back to the host, where the sampler and i
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 
 import torch
 
-from presso.kernels.attention.cpu import decode_slots_and_mask
 from presso.kernels.attention.types import PagedBatch, PrefillSpan
 from presso.server.engine import sampler
 from presso.server.engine.outputs import RunnerOutput, SampledToken, ScheduledSeq, SchedulerOutput
@@ -68,11 +66,9 @@ class ModelRunner:
         batch = PagedBatch(
             slot_mapping=torch.cat(parts_slots), num_decodes=len(decodes), decode_block_tables=tables,
             decode_context_lens=ctx, decode_max_len=int(ctx.max()) if decodes else 0, prefills=tuple(spans),
-            decode_window_slots=tuple(s.window_slot for s in decodes), block_size=bs,
+            block_size=bs, decode_seq_slots=tuple(s.window_slot for s in decodes),
         )
-        if decodes:  # computed once per step, shared by every layer
-            slots_, mask = decode_slots_and_mask(batch, bs)
-            batch = dataclasses.replace(batch, decode_slots=slots_, decode_mask=mask)
+        batch = self.kv.prepare(batch)  # per-step attention metadata, shared by every layer
         return torch.cat(parts_ids), torch.cat(parts_pos).long(), batch
 
     @torch.inference_mode()

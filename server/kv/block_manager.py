@@ -144,14 +144,6 @@ class BlockManager:
             self._by_hash[parent] = block.block_id
         return max(start, end), parent
 
-    def reset_prefix_cache(self) -> None:
-        """Forget every cached prefix (blocks in use keep their data, just lose their hash)."""
-        for block in self.blocks:
-            if block.block_hash is not NO_HASH:
-                self._uncache(block)
-        self._free.extend(self._evictable)
-        self._evictable.clear()
-
     def _uncache(self, block: Block) -> None:
         if self._by_hash.get(block.block_hash) == block.block_id:
             del self._by_hash[block.block_hash]

@@ -9,14 +9,17 @@ allocated on the default device: the engine builds the cache under torch.device(
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import psutil
 import torch
 
+from presso.kernels.attention.types import PagedBatch, index_decodes
 from presso.server.engine.config import parse_memory
 from presso.server.kv import kivi_codec, quant_codecs  # noqa: F401  (register the int8, kivi2, rvq codecs)
+from presso.server.kv.attend import Rope
 from presso.server.kv.codecs import KV_CODECS, KVCodec
-from presso.server.kv.window import allocate as allocate_window
-from presso.server.kv.window import ring_bytes
+from presso.server.kv.window import WindowedCodec
 
 
 def budget_bytes(spec: str | int | float, device: torch.device | None = None) -> int:
@@ -29,33 +32,58 @@ def budget_bytes(spec: str | int | float, device: torch.device | None = None) ->
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class LayerKV:
+    """One layer's handle on the cache, what a model layer attends through: its codec and its pages."""
+
+    codec: KVCodec
+    pages: dict[str, torch.Tensor]
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PagedBatch, scale: float,
+               k_pre: torch.Tensor | None = None, rope: Rope | None = None) -> torch.Tensor:
+        """Store this step's K/V (T, Hkv, D), then q (T, H, D) attends over the cache -> (T, H, D).
+
+        Codecs that code keys before RoPE store `k_pre` (k_proj's output) and rotate what they read
+        with `rope`; `k` is the post-RoPE key either way."""
+        if self.codec.pre_rope:
+            assert k_pre is not None and rope is not None, "pre-RoPE keys need the model's rotary embedding"
+        self.codec.write(self.pages, batch.slot_mapping, k_pre if self.codec.pre_rope else k, v)
+        return self.codec.attend(q, k, v, self.pages, batch, scale, rope)
+
+
 class KVCache:
-    """Pages for every layer: `layers[i]` is the dict of page buffers the codec declared."""
+    """Every layer's codec and pages (`layers[i]`, a LayerKV), sized from one memory budget."""
 
     def __init__(self, codec_name: str, num_layers: int, num_kv_heads: int, head_dim: int, block_size: int,
                  memory: str | int | float, model_dir=None, num_blocks: int | None = None, window: int = 0,
                  max_seqs: int = 1):
         self.codec_name = codec_name
-        self.codecs: list[KVCodec] = [KV_CODECS[codec_name](num_kv_heads, head_dim, model_dir, i, block_size)
-                                      for i in range(num_layers)]
+        codecs: list[KVCodec] = [KV_CODECS[codec_name](num_kv_heads, head_dim, model_dir, i, block_size)
+                                 for i in range(num_layers)]
+        if window:  # the exact recent window wraps the codec; its rings come out of the same budget
+            codecs = [WindowedCodec(c, window, max_seqs) for c in codecs]
         self.block_size = block_size
-        per_block = block_size * sum(c.bytes_per_token() for c in self.codecs)
-        self.bytes_per_token = sum(c.bytes_per_token() for c in self.codecs)
-        if window and self.codecs[0].plain:
-            raise ValueError(f"kv_window applies to compressed KV codecs; {codec_name!r} already stores exact values")
-        # the recent-window rings come out of the same budget: W tokens at bf16 per running sequence and layer
-        self.window_bytes = num_layers * ring_bytes(max_seqs, window, num_kv_heads, head_dim) if window else 0
+        self.bytes_per_token = sum(c.bytes_per_token() for c in codecs)
+        per_block = block_size * self.bytes_per_token
+        self.window_bytes = sum(c.state_bytes() for c in codecs)
         if num_blocks is None:
             num_blocks = (budget_bytes(memory, torch.get_default_device()) - self.window_bytes) // per_block
         if num_blocks < 1:
             raise ValueError(f"kv_cache_memory {memory!r} is too small for one block of {per_block} bytes"
                              + (f" plus {self.window_bytes} bytes of recent-window rings" if window else ""))
         self.num_blocks = int(num_blocks)
-        self.layers: list[dict[str, torch.Tensor]] = [c.allocate(self.num_blocks, block_size) for c in self.codecs]
-        if window:
-            for pages in self.layers:
-                pages.update(allocate_window(max_seqs, window, num_kv_heads, head_dim))
+        self.layers = [LayerKV(c, c.allocate(self.num_blocks, block_size)) for c in codecs]
+
+    @property
+    def codec(self) -> KVCodec:
+        """Layer 0's codec (every layer has the same kind)."""
+        return self.layers[0].codec
+
+    def prepare(self, batch: PagedBatch) -> PagedBatch:
+        """Per-step attention metadata, built once for every layer: the decode rows' slots and mask."""
+        return index_decodes(batch)
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for pages in self.layers for t in pages.values())
+        pages = sum(t.numel() * t.element_size() for layer in self.layers for t in layer.pages.values())
+        return pages + self.window_bytes

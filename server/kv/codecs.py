@@ -1,10 +1,12 @@
-"""Physical half of the paged KV cache, part 1: codecs (how one layer's K/V pages are stored).
+"""Physical half of the paged KV cache, part 1: codecs (how one layer's K/V pages are stored and read).
 
 A codec declares its page buffers for (num_blocks, block_size, Hkv, D), `bytes_per_token` (K and V of one
-layer), how to write new tokens into their slots and how to read one sequence back as float K/V (the
-reference attention path works on every codec through `read`). `plain` codecs store the values
-themselves, so the fast attention kernels read their pages directly. Codecs register by name
-(`--kv-cache-dtype`); the int8 / RVQ codecs of the KV-compression work plug in the same way.
+layer), how to write new tokens into their slots, how to read one sequence back as float K/V, and how
+this step's queries attend over its pages (`attend`). The default attend reads back, then attends
+(server/kv/attend.py: all decode rows in one read, each prefill span on its own); `plain` codecs store
+the values themselves and hand their pages to the `paged_attention` kernel; a codec may also override
+only its decode rows (RVQ scores queries on its codes) or its prefill spans (the exact window).
+Codecs register by name (`--kv-cache`); kernels are resolved once, when the codec is built.
 """
 
 from __future__ import annotations
@@ -13,7 +15,17 @@ from typing import ClassVar
 
 import torch
 
+from presso.kernels import registry
+from presso.kernels.attention.reference import attend_one
+from presso.kernels.attention.types import PagedBatch, PrefillSpan
+from presso.server.kv.attend import Rope, decode_rows, rotated_reader
+
 KV_CODECS: dict[str, type[KVCodec]] = {}
+
+
+def flat(page: torch.Tensor) -> torch.Tensor:
+    """(NB, BS, ...) page -> (NB*BS, ...) view addressed by flat slot."""
+    return page.view(-1, *page.shape[2:])
 
 
 def register_codec(name: str):
@@ -48,12 +60,46 @@ class KVCodec:
         """The first n tokens of one sequence as float (n, Hkv, D) K and V."""
         raise NotImplementedError
 
+    def state_bytes(self) -> int:
+        """Bytes this layer holds besides its pages (per-sequence state, e.g. an exact window's rings)."""
+        return 0
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pages: dict[str, torch.Tensor],
+               batch: PagedBatch, scale: float, rope: Rope | None = None) -> torch.Tensor:
+        """q (T, H, D) over the cache, after write(); k, v (T, Hkv, D) are this step's post-RoPE K/V.
+        Decode rows first (attend_decodes), then every prefill span read back (attend_span) -> (T, H, D)."""
+        out = torch.empty_like(q)
+        nd = batch.num_decodes
+        if nd:
+            out[:nd] = self.attend_decodes(q[:nd], k[:nd], v[:nd], pages, batch, scale, rope).to(q.dtype)
+        read = rotated_reader(self, rope) if self.pre_rope else self.read
+        for span in batch.prefills:
+            rows = slice(span.start, span.start + span.q_len)
+            kk, vv = read(pages, span.block_table, span.ctx_len)
+            out[rows] = self.attend_span(q[rows], kk, vv, k[rows], v[rows], span, scale).to(q.dtype)
+        return out
+
+    def attend_decodes(self, q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor,
+                       pages: dict[str, torch.Tensor], batch: PagedBatch, scale: float,
+                       rope: Rope | None) -> torch.Tensor:
+        """The one-token queries q (Bd, H, D) -> (Bd, H, D) fp32."""
+        return decode_rows(q, self, rope, pages, batch, scale)
+
+    def attend_span(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_new: torch.Tensor,
+                    v_new: torch.Tensor, span: PrefillSpan, scale: float) -> torch.Tensor:
+        """One prefill span's queries q (q, H, D) over its n read-back positions k, v (n, Hkv, D)."""
+        return attend_one(q, k, v, scale)
+
 
 class PlainCodec(KVCodec):
     """Pages hold K and V as-is in `dtype`: (num_blocks, block_size, Hkv, D) each."""
 
     plain = True
     dtype: ClassVar[torch.dtype] = torch.float32
+
+    def __init__(self, num_kv_heads: int, head_dim: int, model_dir=None, layer: int = 0, block_size: int = 16):
+        super().__init__(num_kv_heads, head_dim, model_dir, layer, block_size)
+        self._kernel = registry.get("paged_attention")
 
     def bytes_per_token(self) -> int:
         return 2 * self.num_kv_heads * self.head_dim * torch.finfo(self.dtype).bits // 8
@@ -70,6 +116,9 @@ class PlainCodec(KVCodec):
         k = pages["k"][block_table].flatten(0, 1)[:n]
         v = pages["v"][block_table].flatten(0, 1)[:n]
         return k.float(), v.float()
+
+    def attend(self, q, k, v, pages, batch, scale, rope=None):
+        return self._kernel(q, pages["k"], pages["v"], batch, scale)  # the pages hold the values
 
 
 @register_codec("fp32")

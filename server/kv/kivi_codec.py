@@ -20,14 +20,11 @@ import torch
 
 from presso.kernels import registry
 from presso.kernels.kvcache import reference as kvref
-from presso.server.kv.codecs import KVCodec, register_codec
+from presso.server.kv.codecs import KVCodec, flat, register_codec
 
 STAGE_RATIO = 16  # cache blocks per staging block
 VALUE_GROUP = 32  # channels per value quantization group (KIVI's default), or D when it does not divide
 
-
-def _flat(page: torch.Tensor) -> torch.Tensor:
-    return page.view(-1, *page.shape[2:])
 
 
 @register_codec("kivi2")
@@ -73,9 +70,9 @@ class Kivi2Codec(KVCodec):
         """k, v (T, H, D) at flat slots (T,); a block's slots within one write are contiguous, ascending."""
         self._tick += 1
         codes, scale, lo = kvref.kivi_encode(v.unflatten(-1, (-1, self.group)), dim=-1)  # (T, H, ng, G)
-        _flat(pages["v"]).index_copy_(0, slots, kvref.pack2(codes.flatten(-2)))
-        _flat(pages["v_scale"]).index_copy_(0, slots, scale[..., 0])
-        _flat(pages["v_lo"]).index_copy_(0, slots, lo[..., 0])
+        flat(pages["v"]).index_copy_(0, slots, kvref.pack2(codes.flatten(-2)))
+        flat(pages["v_scale"]).index_copy_(0, slots, scale[..., 0])
+        flat(pages["v_lo"]).index_copy_(0, slots, lo[..., 0])
 
         bs = self.block_size
         blk, off = slots // bs, slots % bs

@@ -1,8 +1,8 @@
 """Compressed KV codecs for the paged cache: `int8` (per token-head scale) and `rvq` (residual VQ).
 
-Both plug into the codec registry of codecs.py and are read back through `read` (the reference
-attention path). `rvq` also offers `attend_decode`: one-token queries scored against the codebooks
-directly (op kv_rvq_attend), never decoding the cache. RVQ codebooks come from the checkpoint's
+Both plug into the codec registry of codecs.py and attend by reading back (the default). `rvq` with
+post-RoPE codes scores one-token queries against the codebooks directly (op kv_rvq_attend), never
+decoding the cache. RVQ codebooks come from the checkpoint's
 presso_kv.safetensors (calibrated offline by `presso compress ... --kv rvq`). Every numeric op comes
 from presso.kernels.registry, resolved once when the codec is built (inside the engine's kernel
 selection: Triton on CUDA, else the cpu op or the reference).
@@ -19,12 +19,7 @@ import torch
 
 from presso.compression.checkpoint.kv_codebooks import load_kv_codebooks
 from presso.kernels import registry
-from presso.server.kv.codecs import KVCodec, register_codec
-
-
-def _flat(page: torch.Tensor) -> torch.Tensor:
-    """(NB, BS, ...) -> (NB*BS, ...) view addressed by flat slot."""
-    return page.view(-1, *page.shape[2:])
+from presso.server.kv.codecs import KVCodec, flat, register_codec
 
 
 def _gather(page: torch.Tensor, block_table: torch.Tensor, n: int) -> torch.Tensor:
@@ -50,8 +45,8 @@ class Int8Codec(KVCodec):
     def write(self, pages, slots, k, v) -> None:
         for name, x in (("k", k), ("v", v)):
             q, scale = self._encode(x)
-            _flat(pages[name]).index_copy_(0, slots, q)
-            _flat(pages[f"{name}_scale"]).index_copy_(0, slots, scale)
+            flat(pages[name]).index_copy_(0, slots, q)
+            flat(pages[f"{name}_scale"]).index_copy_(0, slots, scale)
 
     def read(self, pages, block_table, n):
         return tuple(self._decode(_gather(pages[name], block_table, n),
@@ -98,8 +93,8 @@ class RVQCodec(KVCodec):
     def write(self, pages, slots, k, v) -> None:
         for name, x, books, perm in (("k", k, self.k_books, self.k_perm), ("v", v, self.v_books, self.v_perm)):
             codes, rms = self._encode(x, books, perm)
-            _flat(pages[name]).index_copy_(0, slots, codes.to(self.code_dtype))
-            _flat(pages[f"{name}_rms"]).index_copy_(0, slots, rms)
+            flat(pages[name]).index_copy_(0, slots, codes.to(self.code_dtype))
+            flat(pages[f"{name}_rms"]).index_copy_(0, slots, rms)
 
     def read(self, pages, block_table, n):
         k = self._decode(_gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
@@ -107,6 +102,17 @@ class RVQCodec(KVCodec):
         v = self._decode(_gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
                    self.v_books, self.v_perm)
         return k, v
+
+    def attend_decodes(self, q, k_new, v_new, pages, batch, scale, rope):
+        """Post-RoPE codes: each one-token query scored on the codes (never decoding the cache); a
+        pre-RoPE key must be rotated to its position after decoding, so those read back."""
+        if self.pre_rope:
+            return super().attend_decodes(q, k_new, v_new, pages, batch, scale, rope)
+        out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
+        for i in range(q.shape[0]):
+            table, n = batch.decode_block_tables[i], int(batch.decode_context_lens[i])
+            out[i] = self.attend_decode(q[i], pages, table, n, scale)
+        return out
 
     def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float) -> torch.Tensor:
         """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32 (post-RoPE

@@ -19,7 +19,6 @@ class CausalLM(nn.Module):
     def __init__(self, cfg: dict, dtype: torch.dtype):
         super().__init__()
         self.cfg, self.dtype = cfg, dtype
-        self.attn_kernel = kernels.get("paged_attention")
         self.head_kernel = None  # set by quantize_head(): an int8 copy of the output head
 
     def head_weight(self) -> torch.Tensor | None:

@@ -8,8 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from presso.kernels.attention.types import PagedBatch
-from presso.server.kv.cache import KVCache
-from presso.server.layers.attention import paged_attention
+from presso.server.kv.cache import KVCache, LayerKV
 from presso.server.layers.linear import make_linear
 from presso.server.layers.norms import LayerNorm
 from presso.server.layers.quant_config import LinearSpec, QuantConfig
@@ -33,10 +32,10 @@ class GPT2Block(nn.Module):
         self.scale = self.head_dim ** -0.5 if cfg.get("scale_attn_weights", True) else 1.0
         self.prefix = prefix
 
-    def forward(self, x, batch: PagedBatch, codec, pages, kernel) -> torch.Tensor:
+    def forward(self, x, batch: PagedBatch, kv: LayerKV) -> torch.Tensor:
         t = x.shape[0]
         q, k, v = self.c_attn(self.ln1(x)).view(t, 3, self.n_heads, self.head_dim).unbind(1)  # (T, H, D) each
-        a = paged_attention(q, k, v, codec, pages, batch, self.scale, kernel)
+        a = kv.attend(q, k, v, batch, self.scale)
         x = x + self.c_proj(a.reshape(t, -1))
         return x + self.mlp_proj(F.gelu(self.c_fc(self.ln2(x)), approximate="tanh"))
 
@@ -68,8 +67,8 @@ class GPT2LMHeadModel(CausalLM):
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,
                 kv: KVCache) -> torch.Tensor:
         x = F.embedding(input_ids, self.wte) + F.embedding(positions, self.wpe)  # (T, hidden)
-        for block, codec, pages in zip(self.h, kv.codecs, kv.layers, strict=True):
-            x = block(x, batch, codec, pages, self.attn_kernel)
+        for block, layer_kv in zip(self.h, kv.layers, strict=True):
+            x = block(x, batch, layer_kv)
         return self.ln_f(x)
 
     def head_weight(self) -> torch.Tensor | None:

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from presso.kernels.attention.types import PagedBatch
-from presso.server.kv.cache import KVCache
-from presso.server.layers.attention import paged_attention
+from presso.server.kv.cache import KVCache, LayerKV
 from presso.server.layers.embedding import QuantizedEmbedding
 from presso.server.layers.linear import make_linear
 from presso.server.layers.norms import RMSNorm
@@ -50,7 +49,7 @@ class LlamaLayer(nn.Module):
         self.scale = head_dim ** -0.5
         self.prefix = p
 
-    def forward(self, x, cos, sin, batch: PagedBatch, codec, pages, kernel, rope=None) -> torch.Tensor:
+    def forward(self, x, cos, sin, batch: PagedBatch, kv: LayerKV, rope=None) -> torch.Tensor:
         """x (T, hidden) -> (T, hidden)."""
         t = x.shape[0]
         qkv = self.qkv(self.ln1(x))  # (T, (H + 2 Hkv) D): [q | k | v]
@@ -59,7 +58,7 @@ class LlamaLayer(nn.Module):
         q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]  # (T, H, D), (T, Hkv, D)
         v = qkv[:, n_qk * self.head_dim:].view(t, self.n_kv, self.head_dim)
         k_pre = qkv[:, self.n_heads * self.head_dim : n_qk * self.head_dim].view(t, self.n_kv, self.head_dim)
-        a = paged_attention(q, k, v, codec, pages, batch, self.scale, kernel, k_pre, rope)
+        a = kv.attend(q, k, v, batch, self.scale, k_pre, rope)
         x = x + self.o(a.reshape(t, -1))
         gate, up = self.gate_up(self.ln2(x)).chunk(2, dim=-1)
         return x + self.down(F.silu(gate) * up)
@@ -103,8 +102,8 @@ class LlamaForCausalLM(CausalLM):
         else:
             x = F.embedding(input_ids, self.embed)  # (T, hidden)
         cos, sin = self.rotary.cos_sin(positions, self.dtype)
-        for layer, codec, pages in zip(self.layers, kv.codecs, kv.layers, strict=True):
-            x = layer(x, cos, sin, batch, codec, pages, self.attn_kernel, self.rope)
+        for layer, layer_kv in zip(self.layers, kv.layers, strict=True):
+            x = layer(x, cos, sin, batch, layer_kv, self.rope)
         return self.norm(x)
 
     def rope(self, x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
+from presso.compression.checkpoint.config import DTYPES, read_config
 from presso.server.layers.quant_config import QuantConfig
 from presso.server.models.base import CausalLM
 from presso.server.models.gpt2 import GPT2LMHeadModel
@@ -14,11 +14,6 @@ from presso.server.models.llama import LlamaForCausalLM
 from presso.server.models.weights import WeightSource
 
 LLAMA_FAMILY = ("llama", "mistral", "qwen2", "smollm", "smollm2")
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def read_config(model_dir: Path) -> dict:
-    return json.loads((Path(model_dir) / "config.json").read_text())
 
 
 def resolve_dtype(name: str, cfg: dict) -> torch.dtype:

@@ -79,12 +79,12 @@ def attention_cases():
     batch = PagedBatch(
         slot_mapping=torch.zeros(2 + 12 + 6, dtype=torch.long), num_decodes=2, decode_block_tables=dec_tables,
         decode_context_lens=torch.tensor([17, 9]), decode_max_len=17,
-        prefills=(PrefillSpan(2, 12, 12, tables[2]), PrefillSpan(14, 6, 14, tables[3])),
+        prefills=(PrefillSpan(2, 12, 12, tables[2]), PrefillSpan(14, 6, 14, tables[3])), block_size=bs,
     )
     q = torch.randn(20, h, d, generator=g)
     yield "mixed-fp32", (q, k_cache, v_cache, batch)
     yield "mixed-bf16", (q.bfloat16(), k_cache.bfloat16(), v_cache.bfloat16(), batch)
-    decode_only = PagedBatch(batch.slot_mapping[:2], 2, dec_tables, batch.decode_context_lens, 17, ())
+    decode_only = PagedBatch(batch.slot_mapping[:2], 2, dec_tables, batch.decode_context_lens, 17, (), bs)
     yield "decode-only", (q[:2], k_cache, v_cache, decode_only)
 
 

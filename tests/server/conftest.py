@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.append(str(Path(__file__).resolve().parent))  # ct_checkpoint (after tests/: `conftest` is the root one)
 from conftest import build_tokenizer  # noqa: E402
 
 
@@ -48,7 +49,7 @@ def parity_gpt2_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def quantized_dirs(tmp_path_factory, parity_llama_dir) -> dict[str, Path]:
     pytest.importorskip("compressed_tensors")
-    from presso.server.bench.rtn_checkpoint import quantize_rtn
+    from ct_checkpoint import quantize_rtn
 
     root = tmp_path_factory.mktemp("quantized")
     return {

@@ -12,7 +12,7 @@ from presso.server.engine import LLM, SamplingParams
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 from presso.server.engine.types import SamplingParams as Params
-from presso.server.layers.attention import _rotated_reader
+from presso.server.kv.attend import rotated_reader
 
 PROMPT = [5 + (7 * i) % 90 for i in range(37)]
 
@@ -20,7 +20,7 @@ PROMPT = [5 + (7 * i) % 90 for i in range(37)]
 def test_keys_read_back_are_rotated_to_their_positions(kv_prerope_dir):
     core = EngineCore(EngineConfig(model=kv_prerope_dir, dtype="float32", kv_cache_dtype="rvq", block_size=4,
                                    kv_cache_memory="1MiB"))
-    assert all(c.pre_rope for c in core.kv.codecs)
+    assert all(layer.codec.pre_rope for layer in core.kv.layers)
     core.add_request("r", PROMPT, Params(max_tokens=1, temperature=0.0))
     out = core.scheduler.schedule()
     core.runner.execute(out)
@@ -33,9 +33,9 @@ def test_keys_read_back_are_rotated_to_their_positions(kv_prerope_dir):
     hook.remove()
     post = post.transpose(0, 1)  # (T, Hkv, D) after RoPE
     pre_k = pre[0].view(len(PROMPT), *post.shape[1:])  # (T, Hkv, D) before RoPE
-    codec, pages = core.kv.codecs[0], core.kv.layers[0]
+    codec, pages = core.kv.layers[0].codec, core.kv.layers[0].pages
     stored, _ = codec.read(pages, table, len(PROMPT))
-    rotated, _ = _rotated_reader(codec, core.model.rope)(pages, table, len(PROMPT))
+    rotated, _ = rotated_reader(codec, core.model.rope)(pages, table, len(PROMPT))
     err_pre = (stored - pre_k).norm(dim=-1)  # (T, Hkv) per-vector coding error
     err_post = (rotated - post).norm(dim=-1)
     torch.testing.assert_close(err_post, err_pre, rtol=1e-3, atol=1e-4)

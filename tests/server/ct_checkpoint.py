@@ -1,9 +1,8 @@
 """Round-to-nearest checkpoints in the compressed-tensors format, written by the compressed-tensors library.
 
-Used by the engine benchmark (an int8/int4 SmolLM2 to serve) and by the server's tests (tiny quantized
-models). It is not presso's compressor (that lives in presso.compression); it only needs to produce the
-same on-disk layout: `pack-quantized` (weight_packed, weight_scale, weight_zero_point, weight_shape).
-Needs the `compress` extra (compressed-tensors).
+The server's tests serve these (tiny quantized models) as a third-party writer's output: not presso's
+compressor (presso.compression), only the same on-disk layout, `pack-quantized` (weight_packed,
+weight_scale, weight_zero_point, weight_shape), so reading checkpoints presso did not write is tested.
 """
 
 from __future__ import annotations
