@@ -53,7 +53,7 @@ def build_app(engine, settings: ServerSettings) -> FastAPI:
     async def models():
         return {"object": "list", "data": [{
             "id": settings.served_model_name, "object": "model", "created": created, "owned_by": "presso",
-            "root": str(engine.model_dir), "max_model_len": engine.max_model_len,
+            "root": settings.served_model_name, "max_model_len": engine.max_model_len,
         }]}
 
     @app.get("/v1/models/{model_id:path}")

@@ -44,15 +44,25 @@ class ChoiceRun:
         self.stops = stops
         self._queue: asyncio.Queue = asyncio.Queue()
         self._tasks: list[asyncio.Task] = []
+        # Handed to the engine now, in the same event-loop turn as the admission check: the next request's
+        # check already sees these as waiting. A refused job (ValueError) withdraws the ones before it.
+        self._streams = []
+        try:
+            for rid, (prompt_ids, params) in zip(self.ids, jobs, strict=True):
+                self._streams.append(engine.add_request(rid, prompt_ids, params))
+        except ValueError as exc:
+            for rid in self.ids[:len(self._streams)]:
+                engine.abort(rid)
+            raise APIError(400, str(exc), code="invalid_value") from None
 
     async def _pump(self, index: int) -> None:
         rid = self.ids[index]
-        prompt_ids, params = self.jobs[index]
+        prompt_ids = self.jobs[index][0]
         detok = IncrementalDetokenizer(self.engine.tokenizer, self.stops)
         timer = RequestTimer(self.metrics, arrival=time.perf_counter())
         generated, finish = 0, None
         try:
-            async for delta in self.engine.add_request(rid, prompt_ids, params):
+            async for delta in self._streams[index]:
                 generated = delta.num_generated_tokens
                 timer.on_tokens(len(delta.new_token_ids), delta.queue_time_s)
                 piece = detok.push(delta.new_token_ids, final=delta.finished)
@@ -66,15 +76,11 @@ class ChoiceRun:
                 ))
                 if finish is not None:
                     return
-        except ValueError as exc:  # the engine refused the request: the caller's input is at fault
-            finish = "rejected"
-            await self._queue.put(APIError(400, str(exc), code="invalid_value"))
         except Exception as exc:
             await self._queue.put(exc)
         finally:
             # Runs on cancellation too (client gone): every admitted request is counted exactly once.
-            if finish != "rejected":
-                timer.finish(finish or "abort", len(prompt_ids), generated)
+            timer.finish(finish or "abort", len(prompt_ids), generated)
             await self._queue.put(_DONE)
 
     async def events(self) -> AsyncIterator[ChoiceEvent]:

@@ -1,14 +1,16 @@
 """ASGI middleware in front of every route: API-key check and request-body size limit.
 
 Pure ASGI (not BaseHTTPMiddleware) so streaming responses and client-disconnect detection pass through
-untouched. Without the key every route but /health answers 401; bodies over the limit answer 413.
+untouched. Without the key every route but /health answers 401 (the `Bearer` scheme is matched
+case-insensitively, the key in constant time); bodies over the limit answer 413, whether they declare
+their length or arrive chunked (those are buffered up to the limit before the route runs).
 """
 
 from __future__ import annotations
 
 import hmac
 
-from presso.server.api.errors import APIError, error_response
+from presso.server.api.errors import error_response
 
 OPEN_PATHS = frozenset({"/health"})
 
@@ -24,8 +26,9 @@ class GuardMiddleware:
             return await self.app(scope, receive, send)
         headers = dict(scope.get("headers") or [])
         if self.api_key and scope["path"] not in OPEN_PATHS:
-            given = headers.get(b"authorization", b"").decode("latin-1")
-            if not hmac.compare_digest(given.encode(), f"Bearer {self.api_key}".encode()):
+            scheme, _, given = headers.get(b"authorization", b"").decode("latin-1").strip().partition(" ")
+            ok = hmac.compare_digest(given.strip().encode(), self.api_key.encode())
+            if not (ok and scheme.lower() == "bearer"):
                 response = error_response(401, "Invalid or missing API key.", code="invalid_api_key",
                                           headers={"WWW-Authenticate": "Bearer"})
                 return await response(scope, receive, send)
@@ -34,20 +37,27 @@ class GuardMiddleware:
             response = error_response(413, f"Request body of {int(length)} bytes exceeds the limit of "
                                       f"{self.max_body_bytes} bytes.", code="request_too_large")
             return await response(scope, receive, send)
-        return await self.app(scope, self._limited(receive), send)
+        if length is None:  # chunked: read it all (up to the limit) before the route sees any of it
+            messages, size = [], 0
+            while True:
+                message = await receive()
+                messages.append(message)
+                size += len(message.get("body", b""))
+                if size > self.max_body_bytes:
+                    response = error_response(413, f"Request body exceeds the limit of {self.max_body_bytes} "
+                                              "bytes.", code="request_too_large")
+                    return await response(scope, receive, send)
+                if message["type"] != "http.request" or not message.get("more_body", False):
+                    break
+            return await self.app(scope, _replay(messages, receive), send)
+        return await self.app(scope, receive, send)
 
-    def _limited(self, receive):
-        """Count streamed (chunked) body bytes too; over the limit the route fails with 413."""
-        seen = 0
 
-        async def wrapped():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body_bytes:
-                    raise APIError(413, f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
-                                   code="request_too_large")
-            return message
+def _replay(messages: list[dict], receive):
+    """A receive() that returns the buffered body messages first, then the live channel (disconnects)."""
+    pending = list(messages)
 
-        return wrapped
+    async def replay():
+        return pending.pop(0) if pending else await receive()
+
+    return replay

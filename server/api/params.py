@@ -1,7 +1,8 @@
 """Translate OpenAI request fields into engine inputs: prompt token ids and SamplingParams per choice.
 
-Length checks happen here, before anything is queued: a prompt that alone fills the context is 413,
-a prompt + max_tokens that overflow it is 400 naming `max_tokens`.
+Length checks happen here, before anything is queued: a prompt that alone fills the context is 400
+naming `prompt`, a prompt + max_tokens that overflow it is 400 naming `max_tokens` (OpenAI's statuses,
+code context_length_exceeded).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def encode_chat(tokenizer, messages: list[dict]) -> list[int]:
 
 def resolve_max_tokens(prompt_len: int, requested: int | None, max_model_len: int) -> int:
     if prompt_len >= max_model_len:
-        raise APIError(413, f"The prompt has {prompt_len} tokens; this model's maximum context length is "
+        raise APIError(400, f"The prompt has {prompt_len} tokens; this model's maximum context length is "
                        f"{max_model_len} tokens.", param="prompt", code="context_length_exceeded")
     room = max_model_len - prompt_len
     if requested is None:
@@ -63,6 +64,12 @@ def sampling_params(body, choice: int, max_tokens: int, logprobs: int | None,
         prompt_logprobs=prompt_logprobs,
         presence_penalty=body.presence_penalty,
         frequency_penalty=body.frequency_penalty,
+        min_tokens=body.min_tokens,
+        logit_bias=body.bias_pairs(),
+        min_p=body.min_p,
+        repetition_penalty=body.repetition_penalty,
+        ignore_eos=body.ignore_eos,
+        stop_token_ids=tuple(body.stop_token_ids or ()),
     )
     try:
         params.validate()

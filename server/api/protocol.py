@@ -1,17 +1,63 @@
 """Pydantic models of the OpenAI request bodies presso accepts (the only pydantic in the request path).
 
 Validation failures become 400 OpenAI error objects naming the offending parameter (see errors.py).
-Unknown extra fields are ignored, as OpenAI clients send vendor extensions freely.
+OpenAI fields presso does not implement are refused with a 400 naming them (UNSUPPORTED), never
+silently ignored; other unknown fields (vendor extensions) are ignored and logged once per name.
+Strings with lone UTF-16 surrogates (e.g. "\ud800") are refused: no tokenizer can encode them.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import logging
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+log = logging.getLogger(__name__)
+
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
+
+# OpenAI request fields presso does not implement -> the values that mean "not used" (accepted)
+UNSUPPORTED: dict[str, tuple] = {
+    "response_format": (None, {"type": "text"}),
+    "tools": (None, []), "tool_choice": (None, "none"), "parallel_tool_calls": (None,),
+    "functions": (None, []), "function_call": (None, "none"),
+    "best_of": (None, 1), "suffix": (None, ""), "prediction": (None,), "audio": (None,),
+    "modalities": (None, ["text"]), "reasoning_effort": (None,), "web_search_options": (None,),
+    "store": (None, False),
+}
+KNOWN_IGNORED = {"user", "metadata", "service_tier", "stream_options", "safety_identifier", "prompt_cache_key"}
+_logged: set[str] = set()
+
+
+def _surrogate_path(value: Any, path: str) -> str | None:
+    """The first field path holding a string with a lone surrogate, or None."""
+    if isinstance(value, str):
+        return path if any(0xD800 <= ord(c) <= 0xDFFF for c in value) else None
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        found = _surrogate_path(item, f"{path}.{key}" if path else str(key))
+        if found:
+            return found
+    return None
+
+
+def check_fields(data: Any, model: type[BaseModel]) -> Any:
+    """Refuse unsupported OpenAI fields and lone surrogates; log unknown extensions once."""
+    if not isinstance(data, dict):
+        return data
+    where = _surrogate_path(data, "")
+    if where:
+        raise ValueError(f"{where.split('.')[0]}: {where} contains a lone UTF-16 surrogate (invalid Unicode)")
+    for name, value in data.items():
+        if name in UNSUPPORTED and value not in UNSUPPORTED[name]:
+            raise ValueError(f"{name}: presso does not support `{name}` (got {value!r}); remove it")
+        if name not in model.model_fields and name not in UNSUPPORTED and name not in KNOWN_IGNORED \
+                and name not in _logged:
+            _logged.add(name)
+            log.warning("ignoring request field %r (not an OpenAI field presso knows)", name)
+    return data
 
 
 class StreamOptions(BaseModel):
@@ -35,7 +81,29 @@ class SamplingFields(BaseModel):
     seed: int | None = None
     presence_penalty: Penalty = 0.0
     frequency_penalty: Penalty = 0.0
+    logit_bias: dict[str, Annotated[float, Field(ge=-100.0, le=100.0)]] | None = None  # token id -> bias
     user: str | None = None
+    # extensions (vLLM's names)
+    ignore_eos: bool = False
+    min_tokens: Annotated[int, Field(ge=0)] = 0
+    stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = None
+    min_p: Probability = 0.0
+    repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _check_fields(cls, data):
+        return check_fields(data, cls)
+
+    @model_validator(mode="after")
+    def _check_bias(self):
+        for key in self.logit_bias or {}:
+            if not key.isdigit():
+                raise ValueError(f"logit_bias: keys must be token ids, got {key!r}")
+        return self
+
+    def bias_pairs(self) -> tuple[tuple[int, float], ...]:
+        return tuple(sorted((int(k), float(v)) for k, v in (self.logit_bias or {}).items()))
 
     @model_validator(mode="after")
     def _check_stop(self):

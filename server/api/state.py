@@ -35,6 +35,9 @@ class ServerState:
         if self.draining or not self.ready:
             self.metrics.reject("draining" if self.draining else "not_ready")
             raise APIError(503, "The server is shutting down or not ready.", headers=retry)
+        if new_requests > self.settings.max_queued_requests:  # could never fit: retrying will not help
+            raise APIError(400, f"n: this request needs {new_requests} sequences (n x prompts); the server queues "
+                           f"at most {self.settings.max_queued_requests}", param="n", code="invalid_value")
         waiting = self.engine.stats().num_waiting
         if waiting + new_requests > self.settings.max_queued_requests:
             self.metrics.reject("max_queued_requests")

@@ -10,6 +10,7 @@ Closing a request's iterator early (client gone) aborts it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 import time
@@ -120,7 +121,11 @@ class AsyncEngine:
         return RequestDelta(request_id, (), None, None, True, "abort", 0, 0, 0)
 
     def stats(self) -> EngineStats:
-        return self.core.stats()
+        """The core's stats, with requests accepted but not yet handed to the scheduler counted as waiting."""
+        stats = self.core.stats()
+        with self._pending_lock:
+            pending = len(self._pending_adds)
+        return dataclasses.replace(stats, num_waiting=stats.num_waiting + pending) if pending else stats
 
     # ---- the stepping loop ---------------------------------------------------------------------------
     def _step(self) -> list[RequestDelta]:

@@ -27,6 +27,8 @@ class ScheduledSeq:
     prompt_logprobs_from: int | None  # first prompt position (>= 1) whose logprob this chunk reports
     prompt_logprob_targets: tuple[int, ...] = ()  # prompt tokens at positions prompt_logprobs_from..
     window_slot: int = 0  # the request's row of the exact recent-window ring (server/kv/window.py)
+    banned_token_ids: tuple[int, ...] = ()  # masked this step: eos/stop tokens before min_tokens
+    context_token_ids: tuple[int, ...] = ()  # prompt + generated, only when a repetition penalty is set
 
     @property
     def num_tokens(self) -> int:

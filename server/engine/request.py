@@ -66,10 +66,18 @@ class Request:
         """True while prompt logprobs are requested and not all collected yet."""
         return self.prompt_logprobs is not None and len(self.prompt_logprobs) < self.num_prompt_tokens
 
-    def stop_reason(self, token_id: int, max_model_len: int) -> str | None:
-        """'stop' on a stop/eos token, 'length' at max_tokens or the model's context; else None."""
+    def banned_token_ids(self) -> tuple[int, ...]:
+        """Tokens the sampler must not pick now: eos and stop tokens until min_tokens are generated."""
         p = self.params
-        if token_id in p.stop_token_ids or (not p.ignore_eos and token_id in self.eos_token_ids):
+        if self.num_generated >= p.min_tokens:
+            return ()
+        return tuple(sorted(set(p.stop_token_ids) | (set() if p.ignore_eos else set(self.eos_token_ids))))
+
+    def stop_reason(self, token_id: int, max_model_len: int) -> str | None:
+        """'stop' on a stop/eos token (from min_tokens on), 'length' at max_tokens or the model's context."""
+        p = self.params
+        stops = token_id in p.stop_token_ids or (not p.ignore_eos and token_id in self.eos_token_ids)
+        if stops and self.num_generated >= max(p.min_tokens, 1):
             return "stop"
         if self.num_generated >= p.max_tokens or self.num_tokens >= max_model_len:
             return "length"

@@ -1,10 +1,12 @@
-"""Batched token sampling: penalties, greedy, temperature, top-k, top-p, per-request seeds, logprobs.
+"""Batched token sampling: logits processors, greedy, temperature, top-k, top-p, min-p, seeds, logprobs.
 
-Input: fp32 logits (B, V) for the sequences that sample this step, with their SamplingParams. All rows
+Input: fp32 logits (B, V) for the sequences that sample this step, with their SamplingParams. Processors
+first, in this order: repetition penalty (prompt + generated tokens), presence/frequency penalties,
+logit_bias, then eos/stop tokens masked before min_tokens; they change greedy picks too. All rows
 go through one set of tensor ops; only seeded rows draw their noise with their own generator, seeded by
 (seed, number of tokens generated so far), so a seeded request samples the same tokens whatever batch it
 shares and even after a preemption. Sampling is the exponential race argmax(p / E), E ~ Exp(1), which
-draws exactly from p. Logprobs are the model's raw log-softmax (before penalties and temperature).
+draws exactly from p. Logprobs are the model's raw log-softmax (before any processor and temperature).
 """
 
 from __future__ import annotations
@@ -38,6 +40,39 @@ def apply_penalties(logits: torch.Tensor, seqs: Sequence[ScheduledSeq]) -> torch
     return logits
 
 
+def apply_repetition_penalty(logits: torch.Tensor, seqs: Sequence[ScheduledSeq]) -> torch.Tensor:
+    """HF/CTRL repetition penalty over each row's prompt + generated tokens: a positive logit / p, else * p."""
+    rows = [i for i, s in enumerate(seqs) if s.params.repetition_penalty != 1.0 and s.context_token_ids]
+    if not rows:
+        return logits
+    logits = logits.clone()
+    for i in rows:
+        ids = torch.tensor(sorted(set(seqs[i].context_token_ids)))
+        p = seqs[i].params.repetition_penalty
+        picked = logits[i, ids]
+        logits[i, ids] = torch.where(picked > 0, picked / p, picked * p)
+    return logits
+
+
+def apply_bias_and_bans(logits: torch.Tensor, seqs: Sequence[ScheduledSeq]) -> torch.Tensor:
+    """logit_bias added; banned tokens (eos/stop before min_tokens) set to -inf."""
+    if not any(s.params.logit_bias or s.banned_token_ids for s in seqs):
+        return logits
+    logits = logits.clone()
+    for i, s in enumerate(seqs):
+        if s.params.logit_bias:
+            ids, bias = zip(*s.params.logit_bias, strict=True)
+            logits[i, torch.tensor(ids)] += torch.tensor(bias)
+        if s.banned_token_ids:
+            logits[i, torch.tensor(s.banned_token_ids)] = float("-inf")
+    return logits
+
+
+def process_logits(logits: torch.Tensor, seqs: Sequence[ScheduledSeq]) -> torch.Tensor:
+    """Every logits processor a request asked for (they also change greedy picks)."""
+    return apply_bias_and_bans(apply_penalties(apply_repetition_penalty(logits, seqs), seqs), seqs)
+
+
 def _filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
     """Mask (to -inf) everything outside each row's top-k and nucleus top-p. top_k 0 = off."""
     sorted_logits, order = logits.sort(dim=-1, descending=True)  # (B, V)
@@ -55,7 +90,7 @@ def _filter_top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.
 def sample(logits: torch.Tensor, seqs: Sequence[ScheduledSeq], generator: torch.Generator) -> list[int]:
     """logits (B, V) fp32 -> one token id per row."""
     params = [s.params for s in seqs]
-    logits = apply_penalties(logits, seqs)
+    logits = process_logits(logits, seqs)
     greedy = torch.tensor([p.greedy for p in params])
     token = logits.argmax(-1)
     if bool(greedy.all()):
@@ -66,6 +101,9 @@ def sample(logits: torch.Tensor, seqs: Sequence[ScheduledSeq], generator: torch.
         scaled = _filter_top_k_top_p(scaled, torch.tensor([p.top_k for p in params]),
                                      torch.tensor([p.top_p for p in params]))
     probs = scaled.softmax(-1)  # (B, V)
+    if any(p.min_p > 0.0 for p in params):
+        min_p = torch.tensor([p.min_p for p in params])[:, None]
+        probs = probs.masked_fill(probs < min_p * probs.amax(-1, keepdim=True), 0.0)
     noise = torch.empty_like(probs).exponential_(generator=generator)
     for i, s in enumerate(seqs):
         if s.params.seed is not None and not s.params.greedy:

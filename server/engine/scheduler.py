@@ -159,7 +159,8 @@ class Scheduler:
             block_ids=tuple(req.block_ids), sample=start + n == req.num_tokens, params=p,
             output_token_ids=tuple(req.output_token_ids) if penalties else (),
             num_generated=req.num_generated, prompt_logprobs_from=plp_from, prompt_logprob_targets=targets,
-            window_slot=req.window_slot,
+            window_slot=req.window_slot, banned_token_ids=req.banned_token_ids(),
+            context_token_ids=tuple(req.token_ids) if p.repetition_penalty != 1.0 else (),
         )
 
     # ---- update --------------------------------------------------------------------------------------

@@ -27,6 +27,10 @@ class SamplingParams:
     prompt_logprobs: int | None = None
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
+    min_tokens: int = 0  # eos and stop tokens are masked until this many tokens are generated
+    logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit), OpenAI's logit_bias
+    min_p: float = 0.0  # drop tokens whose probability is below min_p x the top token's (after temperature)
+    repetition_penalty: float = 1.0  # HF/CTRL: logits of prompt and generated tokens /p if > 0 else *p
 
     def validate(self) -> SamplingParams:
         """Raise ValueError naming the field for out-of-range values; return self."""
@@ -47,6 +51,13 @@ class SamplingParams:
              "must be in [-2, 2]"),
             ("frequency_penalty", _finite(self.frequency_penalty) and -2.0 <= self.frequency_penalty <= 2.0,
              "must be in [-2, 2]"),
+            ("min_tokens", isinstance(self.min_tokens, int) and 0 <= self.min_tokens <= max(self.max_tokens, 0),
+             "must be an int in [0, max_tokens]"),
+            ("logit_bias", all(isinstance(t, int) and t >= 0 and _finite(b) and -100.0 <= b <= 100.0
+                               for t, b in self.logit_bias), "must map token ids >= 0 to biases in [-100, 100]"),
+            ("min_p", _finite(self.min_p) and 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
+            ("repetition_penalty", _finite(self.repetition_penalty) and 0.0 < self.repetition_penalty <= 10.0,
+             "must be in (0, 10]"),
         )
         for name, ok, why in checks:
             if not ok:

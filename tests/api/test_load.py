@@ -144,3 +144,23 @@ def test_fuzz_never_5xx(server, path, body, small):
     assert r.status_code < 500, (payload, r.text)
     if r.status_code >= 400:
         assert set(r.json()["error"]) >= {"message", "type", "param", "code"}
+
+
+def test_admission_counts_requests_not_yet_scheduled(launch):
+    """40 concurrent requests against --max-queued-requests 8 (1 running): the ones over the limit get 429,
+    because accepted-but-unscheduled requests count as waiting (and are exported as such)."""
+    import asyncio
+
+    live = launch("--max-num-seqs", "1", "--max-queued-requests", "8")
+
+    async def burst():
+        async with httpx.AsyncClient(timeout=120) as http:
+            body = {"model": live.model, "prompt": "It is a truth", "max_tokens": 200, "temperature": 0,
+                    "ignore_eos": True}  # long enough that none finishes during the burst
+            return await asyncio.gather(*[http.post(f"{live.v1}/completions", json=body) for _ in range(40)])
+
+    codes = [r.status_code for r in asyncio.run(burst())]
+    assert set(codes) <= {200, 429}, codes
+    # a full queue (8) + the running one, unless the first was still unscheduled when the others arrived
+    assert codes.count(200) in (8, 9), codes
+    assert codes.count(429) == 40 - codes.count(200)

@@ -64,3 +64,45 @@ def test_logprobs():
 def test_validate_names_field(bad):
     with pytest.raises(ValueError, match=next(iter(bad))):
         SamplingParams(**bad).validate()
+
+
+def _with(params: SamplingParams, **fields) -> ScheduledSeq:
+    import dataclasses
+
+    return dataclasses.replace(seq(params), **fields)
+
+
+def test_repetition_penalty_divides_positive_and_multiplies_negative_logits_of_seen_tokens():
+    logits = torch.tensor([[2.0, -1.0, 1.5, 0.5]])
+    s = _with(SamplingParams(temperature=0, repetition_penalty=2.0), context_token_ids=(0, 1, 1))
+    out = sampler.process_logits(logits, [s])
+    assert out.tolist() == [[1.0, -2.0, 1.5, 0.5]]  # tokens 2, 3 unseen: untouched
+    assert sampler.sample(logits, [s], torch.Generator()) == [2]
+
+
+def test_logit_bias_and_banned_tokens():
+    logits = torch.tensor([[2.0, 1.0, 0.0]])
+    biased = seq(SamplingParams(temperature=0, logit_bias=((2, 5.0),)))
+    banned = _with(SamplingParams(temperature=0), banned_token_ids=(0,))
+    assert sampler.sample(logits.repeat(2, 1), [biased, banned], torch.Generator()) == [2, 1]
+    raw = sampler.token_logprobs(logits, [2], [0])[0]
+    assert raw.logprob == pytest.approx(float(logits.log_softmax(-1)[0, 2]))  # logprobs stay the model's
+
+
+def test_min_p_keeps_tokens_within_the_ratio_of_the_top_one():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).repeat(400, 1)
+    got = sampler.sample(logits, [seq(SamplingParams(min_p=0.5))] * 400, torch.Generator().manual_seed(0))
+    assert set(got) == {0, 1}  # 0.3 >= 0.5 * 0.5, 0.15 < 0.25
+
+
+def test_min_tokens_bans_eos_and_stop_tokens_until_reached():
+    from presso.server.engine.request import Request
+
+    req = Request("r", (1, 2), SamplingParams(max_tokens=9, min_tokens=2, stop_token_ids=(7,)), frozenset({5}))
+    assert req.banned_token_ids() == (5, 7)
+    req.token_ids += [3, 4]
+    assert req.banned_token_ids() == () and req.stop_reason(5, 100) == "stop"
+    quiet = Request("q", (1,), SamplingParams(min_tokens=1, ignore_eos=True), frozenset({5}))
+    assert quiet.banned_token_ids() == ()
+    with pytest.raises(ValueError, match="min_tokens"):
+        SamplingParams(max_tokens=2, min_tokens=3).validate()
