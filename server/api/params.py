@@ -70,6 +70,7 @@ def sampling_params(body, choice: int, max_tokens: int, logprobs: int | None,
         repetition_penalty=body.repetition_penalty,
         ignore_eos=body.ignore_eos,
         stop_token_ids=tuple(body.stop_token_ids or ()),
+        guide=body.guide(),
     )
     try:
         params.validate()

@@ -8,6 +8,7 @@ Strings with lone UTF-16 surrogates (e.g. "\ud800") are refused: no tokenizer ca
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Annotated, Any, Literal
 
@@ -20,7 +21,6 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
 # OpenAI request fields presso does not implement -> the values that mean "not used" (accepted)
 UNSUPPORTED: dict[str, tuple] = {
-    "response_format": (None, {"type": "text"}),
     "tools": (None, []), "tool_choice": (None, "none"), "parallel_tool_calls": (None,),
     "functions": (None, []), "function_call": (None, "none"),
     "best_of": (None, 1), "suffix": (None, ""), "prediction": (None,), "audio": (None,),
@@ -65,6 +65,26 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = "response"
+    description: str | None = None
+    schema_: dict = Field(default_factory=lambda: {"type": "object"}, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self):
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("response_format: type json_schema needs a json_schema object")
+        return self
+
+
 class SamplingFields(BaseModel):
     """Parameters shared by /v1/completions and /v1/chat/completions."""
 
@@ -89,6 +109,10 @@ class SamplingFields(BaseModel):
     stop_token_ids: list[Annotated[int, Field(ge=0)]] | None = None
     min_p: Probability = 0.0
     repetition_penalty: Annotated[float, Field(gt=0.0, le=10.0)] = 1.0
+    response_format: ResponseFormat | None = None
+    guided_json: dict | str | None = None  # vLLM's structured-output extensions
+    guided_regex: str | None = None
+    guided_grammar: str | None = None  # Lark syntax
 
     @model_validator(mode="before")
     @classmethod
@@ -101,6 +125,31 @@ class SamplingFields(BaseModel):
             if not key.isdigit():
                 raise ValueError(f"logit_bias: keys must be token ids, got {key!r}")
         return self
+
+    @model_validator(mode="after")
+    def _one_guide(self):
+        given = [n for n in ("guided_json", "guided_regex", "guided_grammar") if getattr(self, n) is not None]
+        if self.response_format is not None and self.response_format.type != "text":
+            given.append("response_format")
+        if len(given) > 1:
+            raise ValueError(f"{given[1]}: give one structured-output constraint, got {', '.join(given)}")
+        return self
+
+    def guide(self) -> tuple[str, str] | None:
+        """The engine's (kind, spec) structured-output constraint, or None."""
+        rf = self.response_format
+        if rf is not None and rf.type == "json_object":
+            return ("json_object", "")
+        if rf is not None and rf.type == "json_schema":
+            return ("json_schema", json.dumps(rf.json_schema.schema_))
+        if self.guided_json is not None:
+            spec = self.guided_json if isinstance(self.guided_json, str) else json.dumps(self.guided_json)
+            return ("json_schema", spec)
+        if self.guided_regex is not None:
+            return ("regex", self.guided_regex)
+        if self.guided_grammar is not None:
+            return ("grammar", self.guided_grammar)
+        return None
 
     def bias_pairs(self) -> tuple[tuple[int, float], ...]:
         return tuple(sorted((int(k), float(v)) for k, v in (self.logit_bias or {}).items()))

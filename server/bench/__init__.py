@@ -1,5 +1,5 @@
-"""`presso bench ...`: the engine vs plain transformers (`engine`), per KV codec (`kv`), and each weight
-codec's CPU matmul vs bf16 dense (`kernels`, presso.kernels.bench).
+"""`presso bench ...`: the engine vs plain transformers (`engine`), per KV codec (`kv`), structured
+outputs' grammar cost (`guided`), and each weight codec's CPU matmul vs bf16 dense (`kernels`).
 
 Only the argparse registration lives here, so the console script does not import torch to build its parser.
 """
@@ -19,6 +19,12 @@ def _kv(args) -> int:
     from presso.server.bench import kv_bench
 
     return kv_bench.command(args)
+
+
+def _guided(args) -> int:
+    from presso.server.bench import guided_bench
+
+    return guided_bench.command(args)
 
 
 def _kernels(args) -> int:
@@ -61,6 +67,17 @@ def register(sub) -> None:
     k.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     k.add_argument("--json", action="store_true")
     k.set_defaults(func=_kv)
+
+    g = bench.add_parser("guided", help="structured outputs: grammar time per token vs the decode step")
+    g.add_argument("--model", required=True, help="model dir or pulled name")
+    g.add_argument("--batches", default="1,16")
+    g.add_argument("--prompt-len", type=int, default=32)
+    g.add_argument("--tokens", type=int, default=64)
+    g.add_argument("--repeats", type=int, default=3, help="alternating plain/guided runs (best of)")
+    g.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    g.add_argument("--json", action="store_true")
+    add_engine_args(g, ["dtype", "device", "kernel_backend", "kv_cache_memory", "lm_head_quant"])
+    g.set_defaults(func=_guided)
 
     c = bench.add_parser("kernels", help="CPU weight-codec matmul times vs bf16 dense, SmolLM2 shapes")
     c.add_argument("--batch", type=int, nargs="+", default=[1, 16], help="activation rows")

@@ -17,6 +17,7 @@ from presso.compression.checkpoint import resolve_model_dir
 from presso.compression.checkpoint.config import read_config
 from presso.kernels import envs, registry
 from presso.server.engine.config import EngineConfig
+from presso.server.engine.guided import GuidedDecoding
 from presso.server.engine.request import Request
 from presso.server.engine.runner import ModelRunner
 from presso.server.engine.scheduler import Scheduler
@@ -82,7 +83,9 @@ class EngineCore:
         self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
-        self.runner = ModelRunner(self.model, self.kv, config.seed, self.device)
+        vocab = self.hf_config.get("vocab_size") or len(self.tokenizer)
+        self.guided = GuidedDecoding(self.tokenizer, vocab, self.eos_token_ids)
+        self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided)
         self.weight_bytes = source.nbytes()
         self.num_parameters = self.model.num_parameters()
 
@@ -96,6 +99,8 @@ class EngineCore:
         for name, ids in (("logit_bias", [t for t, _ in params.logit_bias]), ("stop_token_ids", params.stop_token_ids)):
             if any(t >= vocab for t in ids):
                 raise ValueError(f"{name}: token ids must be below the vocabulary size {vocab}")
+        if params.guide is not None:
+            self.guided.grammar(params.guide)  # compiled and validated now: a bad grammar is the caller's
 
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
                     arrival_time: float | None = None) -> None:
@@ -107,6 +112,7 @@ class EngineCore:
         self.scheduler.add(req)
 
     def abort(self, request_id: str) -> bool:
+        self.guided.release([request_id])
         return self.scheduler.abort(request_id) is not None
 
     def has_work(self) -> bool:
@@ -120,8 +126,11 @@ class EngineCore:
             result = self.runner.execute(out)
         except Exception:  # one bad batch must not take the engine down: fail exactly its requests
             log.exception("engine step failed; aborting its %d requests", len(out.seqs))
-            return self.scheduler.fail(out)
-        return self.scheduler.update(out, result)
+            deltas = self.scheduler.fail(out)
+        else:
+            deltas = self.scheduler.update(out, result)
+        self.guided.release(d.request_id for d in deltas if d.finished)
+        return deltas
 
     @torch.inference_mode()
     def prompt_logits(self, prompt_token_ids: list[int]) -> torch.Tensor:

@@ -16,6 +16,7 @@ import torch
 
 from presso.kernels.attention.types import PagedBatch, PrefillSpan
 from presso.server.engine import sampler
+from presso.server.engine.guided import GuidedDecoding
 from presso.server.engine.outputs import RunnerOutput, SampledToken, ScheduledSeq, SchedulerOutput
 from presso.server.engine.types import TokenLogprob
 from presso.server.kv.cache import KVCache
@@ -23,8 +24,9 @@ from presso.server.models.base import CausalLM
 
 
 class ModelRunner:
-    def __init__(self, model: CausalLM, kv: KVCache, seed: int = 0, device: torch.device | str = "cpu"):
-        self.model, self.kv = model, kv
+    def __init__(self, model: CausalLM, kv: KVCache, seed: int = 0, device: torch.device | str = "cpu",
+                 guided: GuidedDecoding | None = None):
+        self.model, self.kv, self.guided = model, kv, guided
         self.block_size = kv.block_size
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)  # host-side: sampling runs on CPU
@@ -97,7 +99,10 @@ class ModelRunner:
             rows = torch.tensor([r for _, r in ends], device=hidden.device)
             logits = self.model.logits(hidden[rows]).cpu()  # (B, V) fp32
             sample_seqs = [s for s, _ in ends]
-            tokens = sampler.sample(logits, sample_seqs, self.generator)
+            allowed = self.guided.mask(logits, sample_seqs) if self.guided else logits  # structured outputs
+            tokens = sampler.sample(allowed, sample_seqs, self.generator)
+            if self.guided:
+                self.guided.advance(sample_seqs, tokens)
             lps = sampler.token_logprobs(logits, tokens, [s.params.logprobs for s in sample_seqs])
             sampled = [SampledToken(s.request_id, t, lp) for s, t, lp in zip(sample_seqs, tokens, lps, strict=True)]
         return RunnerOutput(tuple(sampled), tuple(self._prompt_logprobs(hidden, plp_rows)))

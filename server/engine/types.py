@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 FINISH_REASONS = ("stop", "length", "abort")
+GUIDE_KINDS = ("json_schema", "json_object", "regex", "grammar")  # structured outputs (engine/guided.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,7 @@ class SamplingParams:
     logit_bias: tuple[tuple[int, float], ...] = ()  # (token id, bias added to its logit), OpenAI's logit_bias
     min_p: float = 0.0  # drop tokens whose probability is below min_p x the top token's (after temperature)
     repetition_penalty: float = 1.0  # HF/CTRL: logits of prompt and generated tokens /p if > 0 else *p
+    guide: tuple[str, str] | None = None  # structured output: (json_schema|json_object|regex|grammar, spec)
 
     def validate(self) -> SamplingParams:
         """Raise ValueError naming the field for out-of-range values; return self."""
@@ -58,6 +60,9 @@ class SamplingParams:
             ("min_p", _finite(self.min_p) and 0.0 <= self.min_p <= 1.0, "must be in [0, 1]"),
             ("repetition_penalty", _finite(self.repetition_penalty) and 0.0 < self.repetition_penalty <= 10.0,
              "must be in (0, 10]"),
+            ("guide", self.guide is None or (len(self.guide) == 2 and self.guide[0] in GUIDE_KINDS
+                                             and isinstance(self.guide[1], str)),
+             f"must be None or (kind, spec) with kind in {GUIDE_KINDS}"),
         )
         for name, ok, why in checks:
             if not ok:
