@@ -42,6 +42,7 @@ def run_serve(args: argparse.Namespace) -> int:
         served_model_name=args.served_model_name or model_dir.name,
         api_key=read_api_key(args),
         max_queued_requests=args.max_queued_requests,
+        tool_call_parser=args.tool_call_parser,
     )
     try:
         config = EngineConfig(model=str(model_dir), **engine_kwargs(args)).validate()
@@ -77,6 +78,8 @@ def register(sub) -> None:
     add_engine_args(p, ["dtype", "device", "kernel_backend", "kv_cache_dtype", "kv_cache_memory", "kv_window",
                         "lm_head_quant", "max_num_seqs", "max_model_len", "block_size"], max_num_seqs=64)
     p.add_argument("--max-queued-requests", type=int, default=256)
+    p.add_argument("--tool-call-parser", default="hermes", choices=["hermes"],
+                   help="how tool calls are read out of the model's text (server/api/tools.py)")
     key = p.add_mutually_exclusive_group()
     key.add_argument("--api-key", default=None)
     key.add_argument("--api-key-file", default=None)

@@ -55,7 +55,7 @@ def build_tokenizer(out: Path, vocab_size: int = 384):
     return fast
 
 
-def build_tiny_model(out: Path, arch: str, seed: int = 0, dtype: str = "float32") -> Path:
+def build_tiny_model(out: Path, arch: str, seed: int = 0, dtype: str = "float32", max_positions: int = 512) -> Path:
     """A random 2-layer model of family `arch` ('llama' or 'gpt2') with the tiny tokenizer, in `out`."""
     import torch
     from transformers import AutoModelForCausalLM, GPT2Config, LlamaConfig
@@ -66,7 +66,7 @@ def build_tiny_model(out: Path, arch: str, seed: int = 0, dtype: str = "float32"
     if arch == "llama":
         config = LlamaConfig(
             vocab_size=vocab, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
             tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         )
     elif arch == "gpt2":

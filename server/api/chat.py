@@ -1,8 +1,11 @@
-"""POST /v1/chat/completions: the tokenizer's chat template, n choices, logprobs, SSE streaming."""
+"""POST /v1/chat/completions: the tokenizer's chat template, n choices, logprobs, SSE streaming, tool calls
+(server/api/tools.py: rendered into the prompt, forced by a grammar for required/named choices, parsed
+out of the text; streamed content stops at a call's opening tag and the calls follow as one delta)."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from fastapi import Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -13,16 +16,31 @@ from presso.server.api.logprobs import chat_logprobs
 from presso.server.api.params import encode_chat, resolve_max_tokens, sampling_params
 from presso.server.api.protocol import ChatCompletionRequest
 from presso.server.api.state import ServerState
+from presso.server.api.tools import TOOL_PARSERS, safe_prefix, template_messages, tool_calls_json, tool_guide
 
 
 def _jobs(state: ServerState, body: ChatCompletionRequest):
     engine = state.engine
-    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
-    ids = encode_chat(engine.tokenizer, messages)
+    messages, tools = template_messages(engine.tokenizer, body)
+    ids = encode_chat(engine.tokenizer, messages, tools)
     requested = body.max_completion_tokens or body.max_tokens
     max_tokens = resolve_max_tokens(len(ids), requested, engine.max_model_len)
     k = (body.top_logprobs or 0) if body.logprobs else None
-    return ids, [(ids, sampling_params(body, i, max_tokens, k, None)) for i in range(body.n)]
+    guide = tool_guide(body) if body.tools_active() else None
+    params = [sampling_params(body, i, max_tokens, k, None) for i in range(body.n)]
+    if guide is not None:
+        params = [dataclasses.replace(p, guide=guide) for p in params]
+    return ids, [(ids, p) for p in params]
+
+
+def _message(state: ServerState, body: ChatCompletionRequest, text: str, reason: str) -> tuple[dict, str]:
+    """The choice's message and finish_reason, with tool calls parsed out when tools are in play."""
+    if body.tools_active():
+        content, calls = TOOL_PARSERS[state.settings.tool_call_parser](text)
+        if calls:
+            return ({"role": "assistant", "content": content, "tool_calls": tool_calls_json(calls)},
+                    "tool_calls" if reason == "stop" else reason)
+    return {"role": "assistant", "content": text}, reason
 
 
 async def create_chat_completion(body: ChatCompletionRequest, request: Request):
@@ -37,7 +55,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     tok = state.engine.tokenizer
     if body.stream:
         first = await s.prime(events)
-        chunks = _stream(body, rid, len(ids), first, events, model, tok)
+        chunks = _stream(state, body, rid, len(ids), first, events, model, tok)
         return StreamingResponse(s.guarded(chunks, run.abort), media_type="text/event-stream")
     texts, reasons, generated = [""] * body.n, ["abort"] * body.n, [0] * body.n
     logprobs: list[list] = [[] for _ in range(body.n)]
@@ -53,16 +71,20 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     finally:
         watcher.cancel()
         run.abort()
-    choices = [{"index": i, "message": {"role": "assistant", "content": texts[i]},
-                "logprobs": {"content": logprobs[i]} if body.logprobs else None,
-                "finish_reason": reasons[i]} for i in range(body.n)]
+    choices = []
+    for i in range(body.n):
+        message, reason = _message(state, body, texts[i], reasons[i])
+        choices.append({"index": i, "message": message, "logprobs": {"content": logprobs[i]} if body.logprobs else None,
+                        "finish_reason": reason})
     return JSONResponse({"id": rid, "object": "chat.completion", "created": s.now(), "model": model,
                          "choices": choices, "usage": s.usage(len(ids), sum(generated))})
 
 
-async def _stream(body, rid, prompt_tokens, first, events, model, tok):
+async def _stream(state, body, rid, prompt_tokens, first, events, model, tok):
     created = s.now()
     generated = [0] * body.n
+    tools = body.tools_active()
+    text, sent = [""] * body.n, [0] * body.n  # with tools: the whole text, and how much went out as content
 
     def chunk(choices, usage=None):
         return s.sse({"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
@@ -73,11 +95,24 @@ async def _stream(body, rid, prompt_tokens, first, events, model, tok):
                       "finish_reason": None}])
 
     async for ev in s.chain(first, events):
-        generated[ev.index] = ev.num_generated_tokens
+        i = ev.index
+        generated[i] = ev.num_generated_tokens
         lp = {"content": chat_logprobs(tok, ev.logprobs, ev.token_ids)} if body.logprobs and ev.logprobs else None
-        if ev.text or lp or ev.finish_reason is not None:
-            delta = {"content": ev.text} if ev.text else {}
-            yield chunk([{"index": ev.index, "delta": delta, "logprobs": lp, "finish_reason": ev.finish_reason}])
+        piece, reason, calls = ev.text, ev.finish_reason, None
+        if tools:
+            text[i] += ev.text
+            upto = len(text[i]) if reason is not None else safe_prefix(text[i])
+            piece, sent[i] = text[i][sent[i]:upto], max(sent[i], upto)
+            if reason is not None:
+                message, reason = _message(state, body, text[i], reason)
+                calls = message.get("tool_calls")
+                if calls:  # the text from the first call on was held back: send only the calls
+                    piece = ""
+        if piece or lp or reason is not None:
+            delta = {"content": piece} if piece else {}
+            if calls:
+                delta["tool_calls"] = [{"index": k, **c} for k, c in enumerate(calls)]
+            yield chunk([{"index": i, "delta": delta, "logprobs": lp, "finish_reason": reason}])
     if body.stream_options and body.stream_options.include_usage:
         yield chunk([], s.usage(prompt_tokens, sum(generated)))
     yield s.SSE_DONE

@@ -26,12 +26,12 @@ def encode_prompt(tokenizer, prompt: str | list[int]) -> list[int]:
     return ids
 
 
-def encode_chat(tokenizer, messages: list[dict]) -> list[int]:
+def encode_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         raise APIError(400, "messages: this model's tokenizer has no chat template; use /v1/completions",
                        param="messages", code="invalid_value")
     try:
-        text = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
     except Exception as exc:  # template errors (role order, ...) are the caller's input
         raise APIError(400, f"messages: the chat template rejected them: {exc}", param="messages") from None
     return encode_prompt(tokenizer, text)

@@ -21,8 +21,7 @@ Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
 
 # OpenAI request fields presso does not implement -> the values that mean "not used" (accepted)
 UNSUPPORTED: dict[str, tuple] = {
-    "tools": (None, []), "tool_choice": (None, "none"), "parallel_tool_calls": (None,),
-    "functions": (None, []), "function_call": (None, "none"),
+    "functions": (None, []), "function_call": (None, "none"),  # the deprecated names of tools/tool_choice
     "best_of": (None, 1), "suffix": (None, ""), "prediction": (None,), "audio": (None,),
     "modalities": (None, ["text"]), "reasoning_effort": (None,), "web_search_options": (None,),
     "store": (None, False),
@@ -199,10 +198,50 @@ class ContentPart(BaseModel):
     text: str
 
 
+class FunctionDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
+    description: str | None = None
+    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: str = "{}"  # JSON text, as OpenAI sends it
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str = ""
+    type: Literal["function"] = "function"
+    function: ToolCallFunction
+
+
+class NamedFunction(BaseModel):
+    name: str
+
+
+class NamedToolChoice(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: NamedFunction
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "user", "assistant", "developer", "tool"]
     content: str | list[ContentPart] | None = None
+    tool_calls: list[ToolCall] | None = None  # an assistant turn that called tools
+    tool_call_id: str | None = None  # a tool turn: which call it answers
+    name: str | None = None
 
     def text(self) -> str:
         if self.content is None:
@@ -214,10 +253,29 @@ class ChatMessage(BaseModel):
 
 class ChatCompletionRequest(SamplingFields):
     messages: Annotated[list[ChatMessage], Field(min_length=1)]
+    tools: list[ToolDef] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
     max_tokens: Annotated[int, Field(ge=1)] | None = None
     max_completion_tokens: Annotated[int, Field(ge=1)] | None = None
     logprobs: bool = False
     top_logprobs: Annotated[int, Field(ge=0, le=20)] | None = None
+
+    @model_validator(mode="after")
+    def _check_tools(self):
+        names = [t.function.name for t in self.tools or ()]
+        choice = self.tool_choice
+        if choice in ("required",) or isinstance(choice, NamedToolChoice):
+            if not names:
+                raise ValueError("tool_choice: needs tools")
+            if isinstance(choice, NamedToolChoice) and choice.function.name not in names:
+                raise ValueError(f"tool_choice: no tool named {choice.function.name!r} in tools")
+            if self.guide() is not None:
+                raise ValueError("tool_choice: cannot be combined with response_format or guided_*")
+        return self
+
+    def tools_active(self) -> bool:
+        return bool(self.tools) and self.tool_choice != "none"
 
     @model_validator(mode="after")
     def _check_logprobs(self):

@@ -15,6 +15,7 @@ class ServerSettings:
     max_queued_requests: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
     retry_after_s: int = 1
+    tool_call_parser: str = "hermes"  # a name in presso.server.api.tools.TOOL_PARSERS
 
 
 @dataclass(slots=True)
