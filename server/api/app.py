@@ -19,6 +19,7 @@ from presso.server.api.errors import APIError, install_error_handlers
 from presso.server.api.guard import GuardMiddleware
 from presso.server.api.params import encode_chat
 from presso.server.api.protocol import DetokenizeRequest, TokenizeRequest
+from presso.server.api.responses import create_response
 from presso.server.api.state import ServerSettings, ServerState
 from presso.server.metrics.registry import ServerMetrics
 
@@ -63,6 +64,7 @@ def build_app(engine, settings: ServerSettings) -> FastAPI:
 
     app.post("/v1/completions")(create_completion)
     app.post("/v1/chat/completions")(create_chat_completion)
+    app.post("/v1/responses")(create_response)
 
     @app.post("/tokenize")
     async def tokenize(body: TokenizeRequest):

@@ -19,7 +19,7 @@ from presso.server.api.state import ServerState
 from presso.server.api.tools import TOOL_PARSERS, safe_prefix, template_messages, tool_calls_json, tool_guide
 
 
-def _jobs(state: ServerState, body: ChatCompletionRequest):
+def chat_jobs(state: ServerState, body: ChatCompletionRequest):
     engine = state.engine
     messages, tools = template_messages(engine.tokenizer, body)
     ids = encode_chat(engine.tokenizer, messages, tools)
@@ -33,7 +33,7 @@ def _jobs(state: ServerState, body: ChatCompletionRequest):
     return ids, [(ids, p) for p in params]
 
 
-def _message(state: ServerState, body: ChatCompletionRequest, text: str, reason: str) -> tuple[dict, str]:
+def chat_message(state: ServerState, body: ChatCompletionRequest, text: str, reason: str) -> tuple[dict, str]:
     """The choice's message and finish_reason, with tool calls parsed out when tools are in play."""
     if body.tools_active():
         content, calls = TOOL_PARSERS[state.settings.tool_call_parser](text)
@@ -46,7 +46,7 @@ def _message(state: ServerState, body: ChatCompletionRequest, text: str, reason:
 async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     state: ServerState = request.app.state.presso
     state.check_model(body.model)
-    ids, jobs = _jobs(state, body)
+    ids, jobs = chat_jobs(state, body)
     state.admit(len(jobs))
     rid = s.new_id("chatcmpl")
     run = ChoiceRun(state.engine, state.metrics, rid, jobs, body.stop_list())
@@ -73,7 +73,7 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
         run.abort()
     choices = []
     for i in range(body.n):
-        message, reason = _message(state, body, texts[i], reasons[i])
+        message, reason = chat_message(state, body, texts[i], reasons[i])
         choices.append({"index": i, "message": message, "logprobs": {"content": logprobs[i]} if body.logprobs else None,
                         "finish_reason": reason})
     return JSONResponse({"id": rid, "object": "chat.completion", "created": s.now(), "model": model,
@@ -104,7 +104,7 @@ async def _stream(state, body, rid, prompt_tokens, first, events, model, tok):
             upto = len(text[i]) if reason is not None else safe_prefix(text[i])
             piece, sent[i] = text[i][sent[i]:upto], max(sent[i], upto)
             if reason is not None:
-                message, reason = _message(state, body, text[i], reason)
+                message, reason = chat_message(state, body, text[i], reason)
                 calls = message.get("tool_calls")
                 if calls:  # the text from the first call on was held back: send only the calls
                     piece = ""

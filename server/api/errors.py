@@ -49,8 +49,8 @@ def error_response(status: int, message: str, param: str | None = None, code: st
     return JSONResponse(error_body(status, message, param, code), status_code=status, headers=headers)
 
 
-def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
-    errors = exc.errors()
+def validation_message(errors: list) -> tuple[str, str | None]:
+    """(message, param) of the first pydantic validation error: validators name their field first."""
     if not errors:
         return "invalid request body", None
     first = errors[0]
@@ -74,7 +74,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError):
-        message, param = _validation_message(exc)
+        message, param = validation_message(exc.errors())
         return error_response(400, message, param, "invalid_value")
 
     @app.exception_handler(StarletteHTTPException)
