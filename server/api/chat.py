@@ -8,10 +8,10 @@ import asyncio
 import dataclasses
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from presso.server.api import sse as s
-from presso.server.api.generation import ChoiceRun, watch_disconnect
+from presso.server.api.generation import ChoiceRun, streaming_response, watch_disconnect
 from presso.server.api.logprobs import chat_logprobs
 from presso.server.api.params import encode_chat, resolve_max_tokens, sampling_params
 from presso.server.api.protocol import ChatCompletionRequest
@@ -22,7 +22,7 @@ from presso.server.api.tools import TOOL_PARSERS, safe_prefix, template_messages
 def chat_jobs(state: ServerState, body: ChatCompletionRequest):
     engine = state.engine
     messages, tools = template_messages(engine.tokenizer, body)
-    ids = encode_chat(engine.tokenizer, messages, tools)
+    ids = encode_chat(engine.tokenizer, messages, tools, engine.max_model_len)
     requested = body.max_completion_tokens or body.max_tokens
     max_tokens = resolve_max_tokens(len(ids), requested, engine.max_model_len)
     k = (body.top_logprobs or 0) if body.logprobs else None
@@ -46,7 +46,7 @@ def chat_message(state: ServerState, body: ChatCompletionRequest, text: str, rea
 async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     state: ServerState = request.app.state.presso
     state.check_model(body.model)
-    ids, jobs = chat_jobs(state, body)
+    ids, jobs = await asyncio.to_thread(chat_jobs, state, body)  # template + tokenizing off the loop
     state.admit(len(jobs))
     rid = s.new_id("chatcmpl")
     run = ChoiceRun(state.engine, state.metrics, rid, jobs, body.stop_list())
@@ -54,9 +54,8 @@ async def create_chat_completion(body: ChatCompletionRequest, request: Request):
     model = state.settings.served_model_name
     tok = state.engine.tokenizer
     if body.stream:
-        first = await s.prime(events)
-        chunks = _stream(state, body, rid, len(ids), first, events, model, tok)
-        return StreamingResponse(s.guarded(chunks, run.abort), media_type="text/event-stream")
+        return await streaming_response(request, run, events, lambda first: _stream(
+            state, body, rid, len(ids), first, events, model, tok))
     texts, reasons, generated = [""] * body.n, ["abort"] * body.n, [0] * body.n
     logprobs: list[list] = [[] for _ in range(body.n)]
     watcher = asyncio.create_task(watch_disconnect(request, run))

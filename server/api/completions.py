@@ -6,10 +6,10 @@ import asyncio
 from dataclasses import dataclass
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 
 from presso.server.api import sse as s
-from presso.server.api.generation import ChoiceEvent, ChoiceRun, watch_disconnect
+from presso.server.api.generation import ChoiceEvent, ChoiceRun, streaming_response, watch_disconnect
 from presso.server.api.logprobs import CompletionLogprobs
 from presso.server.api.params import encode_prompt, resolve_max_tokens, sampling_params
 from presso.server.api.protocol import CompletionRequest
@@ -34,7 +34,7 @@ def _prepare(state: ServerState, body: CompletionRequest):
     score_only = body.max_tokens == 0
     jobs, choices = [], []
     for prompt in body.prompts():
-        ids = encode_prompt(tok, prompt)
+        ids = encode_prompt(tok, prompt, engine.max_model_len)
         max_tokens = resolve_max_tokens(len(ids), 1 if score_only else body.max_tokens, engine.max_model_len)
         prompt_lp = body.logprobs if body.echo and body.logprobs is not None else None
         text = prompt if isinstance(prompt, str) else tok.decode(ids)
@@ -73,16 +73,16 @@ def _prompt_tokens(choices: list[_Choice], n: int) -> int:
 async def create_completion(body: CompletionRequest, request: Request):
     state: ServerState = request.app.state.presso
     state.check_model(body.model)
-    jobs, choices, score_only = _prepare(state, body)
+    jobs, choices, score_only = await asyncio.to_thread(_prepare, state, body)  # tokenizing off the loop
     state.admit(len(jobs))
     rid = s.new_id("cmpl")
     stops = [] if score_only else body.stop_list()
     run = ChoiceRun(state.engine, state.metrics, rid, jobs, stops)
     events = run.events()
     if body.stream:
-        first = await s.prime(events)
-        chunks = _stream(body, rid, choices, score_only, first, events, state.settings.served_model_name)
-        return StreamingResponse(s.guarded(chunks, run.abort), media_type="text/event-stream")
+        model = state.settings.served_model_name
+        return await streaming_response(request, run, events, lambda first: _stream(
+            body, rid, choices, score_only, first, events, model))
     watcher = asyncio.create_task(watch_disconnect(request, run))
     try:
         async for ev in events:

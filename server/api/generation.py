@@ -12,6 +12,9 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from fastapi.responses import StreamingResponse
+
+from presso.server.api import sse
 from presso.server.api.detok import IncrementalDetokenizer
 from presso.server.api.errors import APIError
 from presso.server.metrics.registry import RequestTimer, ServerMetrics
@@ -110,3 +113,21 @@ async def watch_disconnect(request, run: ChoiceRun, interval: float = 0.25) -> N
     while not await request.is_disconnected():
         await asyncio.sleep(interval)
     run.abort()
+
+
+async def streaming_response(request, run: ChoiceRun, events: AsyncIterator, make_chunks):
+    """The SSE response of a streaming request. The client is watched from the start: one that leaves
+    while its request is still queued (nothing sent yet, so no failed write to notice it) is aborted
+    before it costs a prefill. make_chunks(first event) -> the SSE chunk iterator."""
+    watcher = asyncio.create_task(watch_disconnect(request, run))
+    try:
+        first = await sse.prime(events)
+    except BaseException:
+        watcher.cancel()
+        raise
+
+    def on_exit() -> None:
+        watcher.cancel()
+        run.abort()
+
+    return StreamingResponse(sse.guarded(make_chunks(first), on_exit), media_type="text/event-stream")

@@ -7,12 +7,24 @@ code context_length_exceeded).
 
 from __future__ import annotations
 
+import functools
+
 from presso.server.api.errors import APIError
 from presso.server.engine import SamplingParams
 
 
-def encode_prompt(tokenizer, prompt: str | list[int]) -> list[int]:
+@functools.lru_cache(maxsize=8)
+def _max_chars_per_token(tokenizer) -> int:
+    """The longest vocabulary entry in characters: no token covers more of a text than this."""
+    return max((len(t) for t in tokenizer.get_vocab()), default=1)
+
+
+def encode_prompt(tokenizer, prompt: str | list[int], max_model_len: int | None = None) -> list[int]:
     if isinstance(prompt, str):
+        if max_model_len is not None and len(prompt) > max_model_len * _max_chars_per_token(tokenizer):
+            # certainly too long: refused before spending any time tokenizing it
+            raise APIError(400, f"The prompt ({len(prompt)} characters) exceeds this model's maximum context length "
+                           f"of {max_model_len} tokens.", param="prompt", code="context_length_exceeded")
         ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
     else:
         vocab = len(tokenizer)
@@ -26,7 +38,8 @@ def encode_prompt(tokenizer, prompt: str | list[int]) -> list[int]:
     return ids
 
 
-def encode_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None) -> list[int]:
+def encode_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None,
+                max_model_len: int | None = None) -> list[int]:
     if not getattr(tokenizer, "chat_template", None):
         raise APIError(400, "messages: this model's tokenizer has no chat template; use /v1/completions",
                        param="messages", code="invalid_value")
@@ -34,7 +47,7 @@ def encode_chat(tokenizer, messages: list[dict], tools: list[dict] | None = None
         text = tokenizer.apply_chat_template(messages, tools=tools, add_generation_prompt=True, tokenize=False)
     except Exception as exc:  # template errors (role order, ...) are the caller's input
         raise APIError(400, f"messages: the chat template rejected them: {exc}", param="messages") from None
-    return encode_prompt(tokenizer, text)
+    return encode_prompt(tokenizer, text, max_model_len)
 
 
 def resolve_max_tokens(prompt_len: int, requested: int | None, max_model_len: int) -> int:

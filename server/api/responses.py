@@ -13,13 +13,13 @@ import json
 import uuid
 
 from fastapi import Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
 from presso.server.api import sse as s
 from presso.server.api.chat import chat_jobs, chat_message
 from presso.server.api.errors import APIError, validation_message
-from presso.server.api.generation import ChoiceRun, watch_disconnect
+from presso.server.api.generation import ChoiceRun, streaming_response, watch_disconnect
 from presso.server.api.responses_protocol import ResponsesRequest
 from presso.server.api.state import ServerState
 
@@ -64,16 +64,15 @@ async def create_response(body: ResponsesRequest, request: Request):
     state: ServerState = request.app.state.presso
     state.check_model(body.model)
     chat = _chat(body)
-    ids, jobs = chat_jobs(state, chat)
+    ids, jobs = await asyncio.to_thread(chat_jobs, state, chat)
     state.admit(len(jobs))
     rid = f"resp_{uuid.uuid4().hex}"
     run = ChoiceRun(state.engine, state.metrics, rid, jobs, [])
     events = run.events()
     model, created = state.settings.served_model_name, s.now()
     if body.stream:
-        first = await s.prime(events)
-        chunks = _stream(state, body, chat, rid, model, created, len(ids), first, events)
-        return StreamingResponse(s.guarded(chunks, run.abort), media_type="text/event-stream")
+        return await streaming_response(request, run, events, lambda first: _stream(
+            state, body, chat, rid, model, created, len(ids), first, events))
     text, reason, generated = "", "abort", 0
     watcher = asyncio.create_task(watch_disconnect(request, run))
     try:

@@ -164,3 +164,42 @@ def test_admission_counts_requests_not_yet_scheduled(launch):
     # a full queue (8) + the running one, unless the first was still unscheduled when the others arrived
     assert codes.count(200) in (8, 9), codes
     assert codes.count(429) == 40 - codes.count(200)
+
+
+def test_streaming_client_leaving_while_queued_is_dropped_before_its_prefill(launch):
+    """One slot: A runs, B streams but waits; B's client leaves. B must leave the queue while A still runs
+    (before, it waited, was prefilled, and only its first write noticed the missing client)."""
+    import json
+    import socket
+    import threading
+    import time
+
+    live = launch("--max-num-seqs", "1")
+    body = {"model": live.model, "prompt": "It is a truth", "max_tokens": 400, "temperature": 0, "ignore_eos": True}
+    a = threading.Thread(target=lambda: httpx.post(f"{live.v1}/completions", json=body, timeout=300))
+    a.start()
+    deadline = time.monotonic() + 30
+    while live.metric("presso_num_requests_running") < 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    payload = json.dumps({**body, "stream": True, "max_tokens": 5}).encode()
+    host, port = live.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:  # raw: no waiting for response headers
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(payload)}\r\n\r\n".encode() + payload)
+        deadline = time.monotonic() + 30
+        while live.metric("presso_num_requests_waiting") < 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert live.metric("presso_num_requests_waiting") == 1
+    deadline = time.monotonic() + 10  # the client is gone: B is aborted while A is still running
+    while live.metric("presso_num_requests_waiting") > 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert live.metric("presso_num_requests_waiting") == 0
+    assert live.metric("presso_num_requests_running") == 1, "A finished first: the test did not test anything"
+    a.join()
+
+
+def test_prompt_certainly_over_the_context_is_refused_without_tokenizing(server):
+    r = httpx.post(f"{server.v1}/completions", headers=server.headers(), timeout=60,
+                   json={"model": server.model, "prompt": "word " * 200_000, "max_tokens": 1})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    assert "characters" in r.json()["error"]["message"]  # the cheap check answered, not the tokenizer
