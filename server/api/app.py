@@ -41,7 +41,8 @@ def build_app(engine, settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="presso", version="0.1.0", lifespan=lifespan)
     app.state.presso = state
     install_error_handlers(app)
-    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(GuardMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
+                       read_timeout=settings.body_read_timeout_s)
     created = int(time.time())
 
     @app.get("/health")

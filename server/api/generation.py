@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -37,6 +38,8 @@ _DONE = object()
 
 class ChoiceRun:
     """Drives the engine requests of one API call; iterate `events()` exactly once."""
+
+    _live: weakref.WeakSet[ChoiceRun] = weakref.WeakSet()  # runs whose events() is still going
 
     def __init__(self, engine, metrics: ServerMetrics, request_id: str, jobs: list[tuple[list[int], object]],
                  stops: list[str]):
@@ -86,7 +89,21 @@ class ChoiceRun:
             timer.finish(finish or "abort", len(prompt_ids), generated)
             await self._queue.put(_DONE)
 
+    @classmethod
+    def in_flight(cls) -> int:
+        return len(cls._live)
+
+    @classmethod
+    def cut_off_all(cls, error: BaseException) -> int:
+        """End every live run with `error` (streams: an SSE error event, then [DONE]); -> how many."""
+        runs = list(cls._live)
+        for run in runs:
+            run._queue.put_nowait(error)
+            run.abort()
+        return len(runs)
+
     async def events(self) -> AsyncIterator[ChoiceEvent]:
+        ChoiceRun._live.add(self)
         self._tasks = [asyncio.create_task(self._pump(i)) for i in range(len(self.jobs))]
         remaining = len(self._tasks)
         try:
@@ -99,6 +116,7 @@ class ChoiceRun:
                 else:
                     yield item
         finally:
+            ChoiceRun._live.discard(self)
             self.abort()
 
     def abort(self) -> None:

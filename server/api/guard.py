@@ -3,11 +3,14 @@
 Pure ASGI (not BaseHTTPMiddleware) so streaming responses and client-disconnect detection pass through
 untouched. Without the key every route but /health answers 401 (the `Bearer` scheme is matched
 case-insensitively, the key in constant time); bodies over the limit answer 413, whether they declare
-their length or arrive chunked (those are buffered up to the limit before the route runs).
+their length or arrive chunked. Every body is read here, up to the limit, before the route runs, each
+piece within `read_timeout` seconds: a client that stalls mid-body gets 408 instead of holding a
+connection (and the process, on shutdown) open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 
 from presso.server.api.errors import error_response
@@ -16,10 +19,11 @@ OPEN_PATHS = frozenset({"/health"})
 
 
 class GuardMiddleware:
-    def __init__(self, app, api_key: str | None, max_body_bytes: int):
+    def __init__(self, app, api_key: str | None, max_body_bytes: int, read_timeout: float = 30.0):
         self.app = app
         self.api_key = api_key
         self.max_body_bytes = max_body_bytes
+        self.read_timeout = read_timeout
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -37,10 +41,15 @@ class GuardMiddleware:
             response = error_response(413, f"Request body of {int(length)} bytes exceeds the limit of "
                                       f"{self.max_body_bytes} bytes.", code="request_too_large")
             return await response(scope, receive, send)
-        if length is None:  # chunked: read it all (up to the limit) before the route sees any of it
+        if scope.get("method") in ("POST", "PUT", "PATCH"):  # read it all (up to the limit) first
             messages, size = [], 0
             while True:
-                message = await receive()
+                try:
+                    message = await asyncio.wait_for(receive(), self.read_timeout)
+                except TimeoutError:
+                    response = error_response(408, f"The request body did not arrive within {self.read_timeout:g} s.",
+                                              code="request_timeout")
+                    return await response(scope, receive, send)
                 messages.append(message)
                 size += len(message.get("body", b""))
                 if size > self.max_body_bytes:

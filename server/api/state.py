@@ -15,6 +15,7 @@ class ServerSettings:
     max_queued_requests: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
     retry_after_s: int = 1
+    body_read_timeout_s: float = 30.0  # per piece of a request body (408 when a client stalls)
     tool_call_parser: str = "hermes"  # a name in presso.server.api.tools.TOOL_PARSERS
 
 

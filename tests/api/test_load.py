@@ -129,17 +129,22 @@ _JSON = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st
                      | st.text(max_size=20), lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c, max_size=4),
                      max_leaves=10)
 _FIELDS = ["model", "prompt", "messages", "max_tokens", "temperature", "top_p", "top_k", "n", "stream", "stop",
-           "seed", "logprobs", "top_logprobs", "echo", "presence_penalty", "frequency_penalty", "stream_options"]
+           "seed", "logprobs", "top_logprobs", "echo", "presence_penalty", "frequency_penalty", "stream_options",
+           "logit_bias", "min_tokens", "min_p", "repetition_penalty", "stop_token_ids", "ignore_eos", "response_format",
+           "guided_regex", "guided_json", "guided_grammar", "tools", "tool_choice", "parallel_tool_calls", "input",
+           "instructions", "text", "max_output_tokens", "max_completion_tokens"]
 
 
 @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
-@given(path=st.sampled_from(["/v1/completions", "/v1/chat/completions", "/tokenize", "/detokenize"]),
+@given(path=st.sampled_from(["/v1/completions", "/v1/chat/completions", "/v1/responses", "/tokenize",
+                             "/detokenize"]),
        body=st.fixed_dictionaries({}, optional={f: _JSON for f in _FIELDS}),
        small=st.fixed_dictionaries({"model": st.just("tiny"), "max_tokens": st.integers(0, 3)}))
 def test_fuzz_never_5xx(server, path, body, small):
     payload = {**small, **body}
-    if isinstance(payload.get("max_tokens"), int) and payload["max_tokens"] > 3:
-        payload["max_tokens"] = 3  # keep generation short; its range checks are tested elsewhere
+    for key in ("max_tokens", "max_output_tokens", "max_completion_tokens", "min_tokens"):
+        if isinstance(payload.get(key), int) and payload[key] > 3:
+            payload[key] = 3  # keep generation short; its range checks are tested elsewhere
     r = httpx.post(server.base_url + path, json=payload, headers=server.headers(), timeout=60)
     assert r.status_code < 500, (payload, r.text)
     if r.status_code >= 400:
@@ -203,3 +208,64 @@ def test_prompt_certainly_over_the_context_is_refused_without_tokenizing(server)
                    json={"model": server.model, "prompt": "word " * 200_000, "max_tokens": 1})
     assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
     assert "characters" in r.json()["error"]["message"]  # the cheap check answered, not the tokenizer
+
+
+def _stream_lines(live, lines: list[str]) -> threading.Thread:
+    body = {"model": live.model, "prompt": "the neighbourhood", "max_tokens": 480, "temperature": 0,
+            "ignore_eos": True, "stream": True}
+
+    def run():
+        with httpx.stream("POST", f"{live.v1}/completions", json=body, timeout=120) as r:
+            lines.extend(line for line in r.iter_lines() if line)
+
+    t = threading.Thread(target=run)
+    t.start()
+    deadline = time.monotonic() + 30
+    while live.metric("presso_num_requests_running") < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return t
+
+
+def test_draining_keeps_the_port_and_answers_503(launch):
+    live = launch("--drain-timeout", "60", "--max-num-seqs", "1")
+    lines: list[str] = []
+    t = _stream_lines(live, lines)
+    live.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    r = httpx.post(f"{live.v1}/completions", json={"model": live.model, "prompt": "x", "max_tokens": 1}, timeout=30)
+    assert r.status_code == 503 and r.headers["retry-after"]  # not connection refused
+    t.join(timeout=120)
+    assert lines[-1] == "data: [DONE]" and '"finish_reason":"length"' in "".join(lines[-3:])
+    assert live.proc.wait(timeout=60) == 0
+
+
+def test_drain_timeout_ends_streams_with_an_error_event(launch):
+    live = launch("--drain-timeout", "0.2", "--max-num-seqs", "1")
+    lines: list[str] = []
+    t = _stream_lines(live, lines)
+    live.proc.send_signal(signal.SIGTERM)
+    t.join(timeout=120)
+    assert lines[-1] == "data: [DONE]", lines[-3:]
+    error = json.loads(lines[-2].removeprefix("data: "))["error"]
+    assert error["code"] == "shutting_down" and "drain timeout" in error["message"]
+    assert live.proc.wait(timeout=60) == 0
+
+
+def test_stalled_body_gets_408_and_does_not_hold_shutdown(launch):
+    import socket
+
+    live = launch("--body-read-timeout", "1")
+    host, port = live.base_url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 100\r\n\r\n{\"model\": ")  # ... and nothing more
+        sock.settimeout(10)
+        head = sock.recv(4096).decode()
+        assert head.startswith("HTTP/1.1 408"), head
+        with socket.create_connection((host, int(port))) as stalled:
+            stalled.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.2)
+            start = time.monotonic()
+            live.proc.send_signal(signal.SIGTERM)
+            assert live.proc.wait(timeout=30) == 0
+            assert time.monotonic() - start < 10
