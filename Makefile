@@ -91,9 +91,11 @@ test-latest: data prometheus
 	rm -rf $(LATEST)
 	$(PYTHON) -m venv $(LATEST)
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
-	$(LATEST)/bin/python -m pip install --quiet '$(TORCH_LOCK)' || \
-	  $(LATEST)/bin/python -m pip install --quiet --extra-index-url $(TORCH_INDEX) '$(TORCH_LOCK)'
-	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[dev]'
+	# torch: the newest CPU wheel (never PyPI's CUDA build), then held there while the rest upgrades
+	$(LATEST)/bin/python -m pip install --quiet --upgrade \
+	  $(if $(wildcard /opt/wheels/torch-*),--no-index --find-links /opt/wheels,--index-url $(TORCH_INDEX)) torch
+	$(LATEST)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(LATEST)/torch-pin.txt
+	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c $(LATEST)/torch-pin.txt -e '.[dev]'
 	$(LATEST)/bin/python locks/pins.py --diff
 	$(LATEST)/bin/pytest
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from presso.server.api.errors import APIError
@@ -14,7 +15,7 @@ class ServerSettings:
     api_key: str | None = None
     max_queued_requests: int = 256
     max_body_bytes: int = 8 * 1024 * 1024
-    retry_after_s: int = 1
+    retry_after_s: int = 1  # the minimum Retry-After (and the value before any request has finished)
     body_read_timeout_s: float = 30.0  # per piece of a request body (408 when a client stalls)
     tool_call_parser: str = "hermes"  # a name in presso.server.api.tools.TOOL_PARSERS
 
@@ -31,6 +32,15 @@ class ServerState:
         if name is not None and name != self.settings.served_model_name:
             raise APIError(404, f"The model `{name}` does not exist.", param="model", code="model_not_found")
 
+    def retry_after(self, waiting: int) -> int:
+        """Seconds until the queue has likely moved: the waiting requests, served max_num_seqs at a time,
+        each taking the recent mean end-to-end time; the configured minimum without history; at most 60."""
+        mean = self.metrics.mean_e2e_s
+        if mean is None:
+            return self.settings.retry_after_s
+        slots = max(self.engine.max_num_seqs, 1)
+        return int(min(60, max(self.settings.retry_after_s, math.ceil(mean * (waiting + 1) / slots))))
+
     def admit(self, new_requests: int) -> None:
         """Refuse work while draining (503) or when the wait queue is full (429 + Retry-After)."""
         retry = {"Retry-After": str(self.settings.retry_after_s)}
@@ -44,4 +54,4 @@ class ServerState:
         if waiting + new_requests > self.settings.max_queued_requests:
             self.metrics.reject("max_queued_requests")
             raise APIError(429, f"The request queue is full ({waiting} waiting).", code="queue_full",
-                           headers=retry)
+                           headers={"Retry-After": str(self.retry_after(waiting))})

@@ -32,6 +32,7 @@ class AsyncEngine:
         self.tokenizer = core.tokenizer
         self.model_dir = core.model_dir
         self.max_model_len = core.max_model_len
+        self.max_num_seqs = core.config.max_num_seqs
         self._lock = threading.Lock()  # guards core (scheduler + runner)
         self._pending_lock = threading.Lock()  # guards the two pending lists below
         self._pending_adds: list[tuple[str, list[int], SamplingParams, float]] = []

@@ -22,6 +22,7 @@ _TOKEN_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 class ServerMetrics:
     def __init__(self, model_name: str, engine=None):
         self.model_name = model_name
+        self.mean_e2e_s: float | None = None  # EWMA of finished requests' seconds (note_duration)
         self.registry = CollectorRegistry()
         r, m = self.registry, ["model_name"]
         self.prompt_tokens = Counter("presso_prompt_tokens", "Prompt tokens processed", m, registry=r)
@@ -57,6 +58,10 @@ class ServerMetrics:
     def reject(self, reason: str) -> None:
         self.admission_rejections.labels(self.model_name, reason).inc()
 
+    def note_duration(self, seconds: float) -> None:
+        """An exponential moving average of finished requests' end-to-end time (for Retry-After)."""
+        self.mean_e2e_s = seconds if self.mean_e2e_s is None else 0.9 * self.mean_e2e_s + 0.1 * seconds
+
 
 class RequestTimer:
     """Timestamps of one engine request; turns them into histogram observations and counters."""
@@ -84,7 +89,9 @@ class RequestTimer:
 
     def finish(self, reason: str, prompt_tokens: int, generated: int) -> None:
         name = self.m.model_name
-        self.m.e2e.labels(name).observe(time.perf_counter() - self.arrival)
+        elapsed = time.perf_counter() - self.arrival
+        self.m.e2e.labels(name).observe(elapsed)
+        self.m.note_duration(elapsed)
         self.m.prompt_tokens.labels(name).inc(prompt_tokens)
         self.m.generation_tokens.labels(name).inc(generated)
         self.m.request_prompt_tokens.labels(name).observe(prompt_tokens)

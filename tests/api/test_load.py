@@ -91,7 +91,7 @@ def test_queue_full_gives_429_with_retry_after(launch):
             code = 200
         except openai.RateLimitError as exc:
             code = 429
-            assert exc.response.headers.get("retry-after") == "1"
+            assert 1 <= int(exc.response.headers.get("retry-after")) <= 60
         with lock:
             statuses.append(code)
 
