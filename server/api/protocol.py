@@ -1,63 +1,22 @@
 """Pydantic models of the OpenAI request bodies presso accepts (the only pydantic in the request path).
 
 Validation failures become 400 OpenAI error objects naming the offending parameter (see errors.py).
-OpenAI fields presso does not implement are refused with a 400 naming them (UNSUPPORTED), never
-silently ignored; other unknown fields (vendor extensions) are ignored and logged once per name.
-Strings with lone UTF-16 surrogates (e.g. "\ud800") are refused: no tokenizer can encode them.
+Unimplemented OpenAI fields and lone surrogates are refused first (field_check.py); tool definitions
+and calls live in tool_protocol.py.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-log = logging.getLogger(__name__)
+from presso.server.api.field_check import check_fields
+from presso.server.api.tool_protocol import NamedToolChoice, ToolCall, ToolDef
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Penalty = Annotated[float, Field(ge=-2.0, le=2.0)]
-
-# OpenAI request fields presso does not implement -> the values that mean "not used" (accepted)
-UNSUPPORTED: dict[str, tuple] = {
-    "functions": (None, []), "function_call": (None, "none"),  # the deprecated names of tools/tool_choice
-    "best_of": (None, 1), "suffix": (None, ""), "prediction": (None,), "audio": (None,),
-    "modalities": (None, ["text"]), "reasoning_effort": (None,), "web_search_options": (None,),
-    "store": (None, False),
-}
-KNOWN_IGNORED = {"user", "metadata", "service_tier", "stream_options", "safety_identifier", "prompt_cache_key"}
-_logged: set[str] = set()
-
-
-def _surrogate_path(value: Any, path: str) -> str | None:
-    """The first field path holding a string with a lone surrogate, or None."""
-    if isinstance(value, str):
-        return path if any(0xD800 <= ord(c) <= 0xDFFF for c in value) else None
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for key, item in items:
-        found = _surrogate_path(item, f"{path}.{key}" if path else str(key))
-        if found:
-            return found
-    return None
-
-
-def check_fields(data: Any, model: type[BaseModel]) -> Any:
-    """Refuse unsupported OpenAI fields and lone surrogates; log unknown extensions once."""
-    if not isinstance(data, dict):
-        return data
-    where = _surrogate_path(data, "")
-    if where:
-        raise ValueError(f"{where.split('.')[0]}: {where} contains a lone UTF-16 surrogate (invalid Unicode)")
-    for name, value in data.items():
-        if name in UNSUPPORTED and value not in UNSUPPORTED[name]:
-            raise ValueError(f"{name}: presso does not support `{name}` (got {value!r}); remove it")
-        if name not in model.model_fields and name not in UNSUPPORTED and name not in KNOWN_IGNORED \
-                and name not in _logged:
-            _logged.add(name)
-            log.warning("ignoring request field %r (not an OpenAI field presso knows)", name)
-    return data
-
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="ignore")
@@ -196,43 +155,6 @@ class ContentPart(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["text"]
     text: str
-
-
-class FunctionDef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: Annotated[str, Field(pattern=r"^[a-zA-Z0-9_.-]{1,64}$")]
-    description: str | None = None
-    parameters: dict = Field(default_factory=lambda: {"type": "object", "properties": {}})
-    strict: bool | None = None
-
-
-class ToolDef(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["function"]
-    function: FunctionDef
-
-
-class ToolCallFunction(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    name: str
-    arguments: str = "{}"  # JSON text, as OpenAI sends it
-
-
-class ToolCall(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    id: str = ""
-    type: Literal["function"] = "function"
-    function: ToolCallFunction
-
-
-class NamedFunction(BaseModel):
-    name: str
-
-
-class NamedToolChoice(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["function"]
-    function: NamedFunction
 
 
 class ChatMessage(BaseModel):

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from presso.server.api.protocol import ChatCompletionRequest, check_fields
+from presso.server.api.field_check import check_fields
+from presso.server.api.protocol import ChatCompletionRequest
 
 UNSUPPORTED = {"previous_response_id": (None,), "conversation": (None,), "reasoning": (None,),
                "background": (None, False), "include": (None, []), "prompt": (None,), "store": (None, False)}

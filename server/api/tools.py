@@ -17,7 +17,8 @@ import re
 import uuid
 from collections.abc import Callable
 
-from presso.server.api.protocol import ChatCompletionRequest, ChatMessage, NamedToolChoice
+from presso.server.api.protocol import ChatCompletionRequest, ChatMessage
+from presso.server.api.tool_protocol import NamedToolChoice
 
 OPEN, CLOSE = "<tool_call>", "</tool_call>"
 _COMPACT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
