@@ -93,8 +93,8 @@ test-latest: data prometheus
 	$(LATEST)/bin/python -m pip install --quiet --upgrade pip
 	# torch: the newest CPU wheel (never PyPI's CUDA build), then held there while the rest upgrades
 	$(LATEST)/bin/python -m pip install --quiet --upgrade \
-	  $(if $(wildcard /opt/wheels/torch-*),--no-index --find-links /opt/wheels,--index-url $(TORCH_INDEX)) torch
-	$(LATEST)/bin/python -c "import torch; print('torch==' + torch.__version__)" > $(LATEST)/torch-pin.txt
+	  $(if $(wildcard /opt/wheels/torch-*),--no-index --find-links /opt/wheels,--index-url $(TORCH_INDEX)) --no-deps torch
+	$(LATEST)/bin/python -c "from importlib.metadata import version; print('torch==' + version('torch'))" > $(LATEST)/torch-pin.txt
 	$(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -c $(LATEST)/torch-pin.txt -e '.[dev]'
 	$(LATEST)/bin/python locks/pins.py --diff
 	$(LATEST)/bin/pytest
