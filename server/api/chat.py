@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from presso.server.api import sse as s
 from presso.server.api.generation import ChoiceRun, streaming_response, watch_disconnect
 from presso.server.api.logprobs import chat_logprobs
-from presso.server.api.params import encode_chat, resolve_max_tokens, sampling_params
+from presso.server.api.params import compile_guide, encode_chat, resolve_max_tokens, sampling_params
 from presso.server.api.protocol import ChatCompletionRequest
 from presso.server.api.state import ServerState
 from presso.server.api.tools import TOOL_PARSERS, safe_prefix, template_messages, tool_calls_json, tool_guide
@@ -30,6 +30,7 @@ def chat_jobs(state: ServerState, body: ChatCompletionRequest):
     params = [sampling_params(body, i, max_tokens, k, None) for i in range(body.n)]
     if guide is not None:
         params = [dataclasses.replace(p, guide=guide) for p in params]
+    compile_guide(engine, params[0].guide)
     return ids, [(ids, p) for p in params]
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from presso.server.api import sse as s
 from presso.server.api.generation import ChoiceEvent, ChoiceRun, streaming_response, watch_disconnect
 from presso.server.api.logprobs import CompletionLogprobs
-from presso.server.api.params import encode_prompt, resolve_max_tokens, sampling_params
+from presso.server.api.params import compile_guide, encode_prompt, resolve_max_tokens, sampling_params
 from presso.server.api.protocol import CompletionRequest
 from presso.server.api.state import ServerState
 
@@ -42,6 +42,7 @@ def _prepare(state: ServerState, body: CompletionRequest):
             jobs.append((ids, sampling_params(body, i, max_tokens, body.logprobs, prompt_lp)))
             offset = 0 if body.echo else len(text)
             choices.append(_Choice(ids, text, CompletionLogprobs(tok, offset)))
+    compile_guide(engine, body.guide())
     return jobs, choices, score_only
 
 

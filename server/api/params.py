@@ -63,6 +63,14 @@ def resolve_max_tokens(prompt_len: int, requested: int | None, max_model_len: in
     return requested
 
 
+def compile_guide(engine, guide: tuple[str, str] | None) -> None:
+    """Compile a request's grammar in the tokenizing thread (big grammars take 100 ms+); a bad one is 400."""
+    try:
+        engine.compile_guide(guide)
+    except ValueError as exc:
+        raise APIError(400, str(exc), code="invalid_value") from None
+
+
 def sampling_params(body, choice: int, max_tokens: int, logprobs: int | None,
                     prompt_logprobs: int | None) -> SamplingParams:
     """One choice's parameters; with a seed, choice i uses seed + i so n choices differ reproducibly."""

@@ -121,6 +121,12 @@ class AsyncEngine:
     def _abort_delta(self, request_id: str) -> RequestDelta:
         return RequestDelta(request_id, (), None, None, True, "abort", 0, 0, 0)
 
+    def compile_guide(self, guide: tuple[str, str] | None) -> None:
+        """Compile (and cache) a structured-output grammar now, off the event loop: the engine thread and
+        add_request's check then find it compiled. ValueError for a bad grammar."""
+        if guide is not None:
+            self.core.guided.grammar(guide)
+
     def stats(self) -> EngineStats:
         """The core's stats, with requests accepted but not yet handed to the scheduler counted as waiting."""
         stats = self.core.stats()
