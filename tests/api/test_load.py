@@ -10,8 +10,11 @@ import time
 
 import httpx
 import openai
+import pytest
+from conftest import build_tiny_model
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from live_server import start_server
 
 
 async def _stream(base: str, headers: dict, prompt: str, max_tokens: int, drop_after: int | None):
@@ -151,42 +154,78 @@ def test_fuzz_never_5xx(server, path, body, small):
         assert set(r.json()["error"]) >= {"message", "type", "param", "code"}
 
 
-def test_admission_counts_requests_not_yet_scheduled(launch):
-    """40 concurrent requests against --max-queued-requests 8 (1 running): the ones over the limit get 429,
-    because accepted-but-unscheduled requests count as waiting (and are exported as such)."""
-    import asyncio
-
-    live = launch("--max-num-seqs", "1", "--max-queued-requests", "8")
-
-    async def burst():
-        async with httpx.AsyncClient(timeout=120) as http:
-            body = {"model": live.model, "prompt": "It is a truth", "max_tokens": 200, "temperature": 0,
-                    "ignore_eos": True}  # long enough that none finishes during the burst
-            return await asyncio.gather(*[http.post(f"{live.v1}/completions", json=body) for _ in range(40)])
-
-    codes = [r.status_code for r in asyncio.run(burst())]
-    assert set(codes) <= {200, 429}, codes
-    # a full queue (8) + the running one, unless the first was still unscheduled when the others arrived
-    assert codes.count(200) in (8, 9), codes
-    assert codes.count(429) == 40 - codes.count(200)
+@pytest.fixture(scope="module")
+def long_model(tmp_path_factory):
+    """The tiny model with a 4096-token context, so one request can hold the only slot for seconds."""
+    return build_tiny_model(tmp_path_factory.mktemp("long-model"), "llama", max_positions=4096)
 
 
-def test_streaming_client_leaving_while_queued_is_dropped_before_its_prefill(launch):
-    """One slot: A runs, B streams but waits; B's client leaves. B must leave the queue while A still runs
-    (before, it waited, was prefilled, and only its first write noticed the missing client)."""
-    import json
+@pytest.fixture
+def occupied(long_model, tmp_path):
+    """A server with one slot, held by a long streaming request A until the test ends (then A leaves)."""
+    servers, streams = [], []
+
+    def start(*flags: str):
+        live = start_server(long_model, tmp_path, "--max-num-seqs", "1", *flags)
+        servers.append(live)
+        body = {"model": live.model, "prompt": "It is a truth", "max_tokens": 4000, "temperature": 0,
+                "ignore_eos": True, "stream": True}
+        client = httpx.Client(timeout=300)
+        stream = client.stream("POST", f"{live.v1}/completions", json=body)
+        streams.append((client, stream))
+        def drain_a():
+            try:
+                for _ in stream.__enter__().iter_lines():
+                    pass
+            except httpx.HTTPError:
+                pass  # closed at teardown
+
+        threading.Thread(target=drain_a, daemon=True).start()
+        deadline = time.monotonic() + 30
+        while live.metric("presso_num_requests_running") < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert live.metric("presso_num_requests_running") == 1
+        return live
+
+    yield start
+    for client, _ in streams:
+        client.close()  # A's client leaves: A is aborted
+    for live in servers:
+        live.stop()
+
+
+def test_admission_counts_requests_not_yet_scheduled(occupied):
+    """A holds the only slot; 40 concurrent requests against --max-queued-requests 8: exactly 8 wait and 32
+    get 429, because accepted-but-unscheduled requests count as waiting (and are exported as such)."""
+    live = occupied("--max-queued-requests", "8")
+    codes = asyncio.run(_answered_while_occupied(live, 40, 32))
+    assert codes == [429] * 32, codes
+    assert live.metric("presso_num_requests_waiting") == 8
+
+
+async def _answered_while_occupied(live, sent: int, expect: int) -> list[int]:
+    """Send `sent` requests at once; the statuses of the first `expect` answered (the admitted ones wait
+    behind the long request, so only refusals can come back), then the rest are cancelled."""
+    body = {"model": live.model, "prompt": "It is a truth", "max_tokens": 4, "temperature": 0}
+    async with httpx.AsyncClient(timeout=120) as http:
+        pending = [asyncio.create_task(http.post(f"{live.v1}/completions", json=body)) for _ in range(sent)]
+        deadline = time.monotonic() + 30
+        while sum(t.done() for t in pending) < expect and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        codes = [t.result().status_code for t in pending if t.done() and not t.exception()]
+        for t in pending:
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        return codes
+
+
+def test_streaming_client_leaving_while_queued_is_dropped_before_its_prefill(occupied):
+    """One slot, held by A; B streams but waits; B's client leaves. B must leave the queue while A still
+    runs (before, it waited, was prefilled, and only its first write noticed the missing client)."""
     import socket
-    import threading
-    import time
 
-    live = launch("--max-num-seqs", "1")
-    body = {"model": live.model, "prompt": "It is a truth", "max_tokens": 400, "temperature": 0, "ignore_eos": True}
-    a = threading.Thread(target=lambda: httpx.post(f"{live.v1}/completions", json=body, timeout=300))
-    a.start()
-    deadline = time.monotonic() + 30
-    while live.metric("presso_num_requests_running") < 1 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    payload = json.dumps({**body, "stream": True, "max_tokens": 5}).encode()
+    live = occupied()
+    payload = json.dumps({"model": live.model, "prompt": "It is a truth", "max_tokens": 5, "stream": True}).encode()
     host, port = live.base_url.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port))) as sock:  # raw: no waiting for response headers
         sock.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -199,8 +238,7 @@ def test_streaming_client_leaving_while_queued_is_dropped_before_its_prefill(lau
     while live.metric("presso_num_requests_waiting") > 0 and time.monotonic() < deadline:
         time.sleep(0.05)
     assert live.metric("presso_num_requests_waiting") == 0
-    assert live.metric("presso_num_requests_running") == 1, "A finished first: the test did not test anything"
-    a.join()
+    assert live.metric("presso_num_requests_running") == 1
 
 
 def test_prompt_certainly_over_the_context_is_refused_without_tokenizing(server):
