@@ -5,7 +5,6 @@ out of the text; streamed content stops at a call's opening tag and the calls fo
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
@@ -26,12 +25,9 @@ def chat_jobs(state: ServerState, body: ChatCompletionRequest):
     requested = body.max_completion_tokens or body.max_tokens
     max_tokens = resolve_max_tokens(len(ids), requested, engine.max_model_len)
     k = (body.top_logprobs or 0) if body.logprobs else None
-    guide = tool_guide(body) if body.tools_active() else None
-    params = [sampling_params(body, i, max_tokens, k, None) for i in range(body.n)]
-    if guide is not None:
-        params = [dataclasses.replace(p, guide=guide) for p in params]
-    compile_guide(engine, params[0].guide)
-    return ids, [(ids, p) for p in params]
+    guide = (tool_guide(body) if body.tools_active() else None) or body.guide()  # a forced call wins
+    compile_guide(engine, guide)
+    return ids, [(ids, sampling_params(body, i, max_tokens, k, None, guide)) for i in range(body.n)]
 
 
 def chat_message(state: ServerState, body: ChatCompletionRequest, text: str, reason: str) -> tuple[dict, str]:

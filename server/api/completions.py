@@ -32,6 +32,8 @@ def _prepare(state: ServerState, body: CompletionRequest):
     engine = state.engine
     tok = engine.tokenizer
     score_only = body.max_tokens == 0
+    guide = body.guide()
+    compile_guide(engine, guide)
     jobs, choices = [], []
     for prompt in body.prompts():
         ids = encode_prompt(tok, prompt, engine.max_model_len)
@@ -39,10 +41,9 @@ def _prepare(state: ServerState, body: CompletionRequest):
         prompt_lp = body.logprobs if body.echo and body.logprobs is not None else None
         text = prompt if isinstance(prompt, str) else tok.decode(ids)
         for i in range(body.n):
-            jobs.append((ids, sampling_params(body, i, max_tokens, body.logprobs, prompt_lp)))
+            jobs.append((ids, sampling_params(body, i, max_tokens, body.logprobs, prompt_lp, guide)))
             offset = 0 if body.echo else len(text)
             choices.append(_Choice(ids, text, CompletionLogprobs(tok, offset)))
-    compile_guide(engine, body.guide())
     return jobs, choices, score_only
 
 

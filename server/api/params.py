@@ -72,8 +72,9 @@ def compile_guide(engine, guide: tuple[str, str] | None) -> None:
 
 
 def sampling_params(body, choice: int, max_tokens: int, logprobs: int | None,
-                    prompt_logprobs: int | None) -> SamplingParams:
-    """One choice's parameters; with a seed, choice i uses seed + i so n choices differ reproducibly."""
+                    prompt_logprobs: int | None, guide: tuple[str, str] | None = None) -> SamplingParams:
+    """One choice's parameters; with a seed, choice i uses seed + i so n choices differ reproducibly.
+    `guide`: the request's structured-output constraint, built (and compiled) once by the caller."""
     top_k = body.top_k if body.top_k and body.top_k > 0 else 0
     params = SamplingParams(
         max_tokens=max_tokens,
@@ -91,7 +92,7 @@ def sampling_params(body, choice: int, max_tokens: int, logprobs: int | None,
         repetition_penalty=body.repetition_penalty,
         ignore_eos=body.ignore_eos,
         stop_token_ids=tuple(body.stop_token_ids or ()),
-        guide=body.guide(),
+        guide=guide,
     )
     try:
         params.validate()

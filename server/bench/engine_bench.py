@@ -33,8 +33,7 @@ def _prompts(batch: int, length: int, vocab: int, seed: int) -> list[list[int]]:
 
 def bench_presso(core: EngineCore, batch: int, prompt_len: int, tokens: int, seed: int) -> dict:
     params = SamplingParams(max_tokens=tokens, temperature=0.0, ignore_eos=True)
-    vocab = core.hf_config.get("vocab_size") or len(core.tokenizer)
-    for i, p in enumerate(_prompts(batch, prompt_len, vocab, seed)):
+    for i, p in enumerate(_prompts(batch, prompt_len, core.vocab_size, seed)):
         core.add_request(f"bench-{seed}-{i}", p, params)
     start = time.perf_counter()
     first = None

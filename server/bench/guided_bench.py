@@ -27,8 +27,7 @@ def _run(core: EngineCore, batch: int, args, guided: bool, seed: int) -> tuple[f
     """(seconds, generated tokens, grammar seconds) of one batch."""
     guide = ("json_schema", json.dumps(SCHEMA)) if guided else None
     params = SamplingParams(max_tokens=args.tokens, temperature=0.0, ignore_eos=True, guide=guide)
-    vocab = core.hf_config.get("vocab_size") or len(core.tokenizer)
-    for i, p in enumerate(_prompts(batch, args.prompt_len, vocab, seed)):
+    for i, p in enumerate(_prompts(batch, args.prompt_len, core.vocab_size, seed)):
         core.add_request(f"guided-{seed}-{guided}-{i}", p, params)
     before, start, generated = core.guided.seconds, time.perf_counter(), 0
     while core.has_work():

@@ -83,8 +83,8 @@ class EngineCore:
         self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, prefix_caching)
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
-        vocab = self.hf_config.get("vocab_size") or len(self.tokenizer)
-        self.guided = GuidedDecoding(self.tokenizer, vocab, self.eos_token_ids)
+        self.vocab_size = self.hf_config.get("vocab_size") or len(self.tokenizer)  # the logits' width
+        self.guided = GuidedDecoding(self.tokenizer, self.vocab_size, self.eos_token_ids)
         self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided)
         self.weight_bytes = source.nbytes()
         self.num_parameters = self.model.num_parameters()
@@ -93,7 +93,7 @@ class EngineCore:
         """ValueError for bad params, an empty or too-long prompt, or out-of-vocabulary token ids."""
         params.validate()
         self.scheduler.check(prompt_token_ids, params)
-        vocab = self.hf_config.get("vocab_size") or len(self.tokenizer)
+        vocab = self.vocab_size
         if any(not isinstance(t, int) or t < 0 or t >= vocab for t in prompt_token_ids):
             raise ValueError(f"prompt token ids must be ints in [0, {vocab})")
         for name, ids in (("logit_bias", [t for t, _ in params.logit_bias]), ("stop_token_ids", params.stop_token_ids)):
