@@ -12,7 +12,7 @@ import argparse
 import dataclasses
 from collections.abc import Callable, Iterable
 
-from presso.server.engine.config import DTYPE_NAMES, KERNEL_BACKENDS, LM_HEAD_QUANT, EngineConfig
+from presso.server.engine.config import DTYPE_NAMES, KERNEL_BACKENDS, LM_HEAD_QUANT, MODEL_IMPLS, EngineConfig
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -44,6 +44,9 @@ FLAGS: dict[str, Flag] = {
     "max_num_batched_tokens": Flag("tokens per engine step (chunked prefill budget)", type=int),
     "max_model_len": Flag("context limit (default: the model's)", type=_optional_int),
     "block_size": Flag("tokens per KV cache block", type=int),
+    "model_impl": Flag("model code: native (presso's layers), transformers (transformers' modeling code on "
+                       "presso's paged KV: any causal LM, slower), auto (native when presso has the family)",
+                       choices=MODEL_IMPLS),
 }
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
 

@@ -13,6 +13,7 @@ from presso.kernels.registry import BACKENDS as KERNEL_BACKENDS
 
 DTYPE_NAMES = ("auto", "float32", "bfloat16", "float16")
 LM_HEAD_QUANT = ("auto", "none", "int8", "int4")
+MODEL_IMPLS = ("auto", "native", "transformers")  # which model code runs (server/models/registry.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class EngineConfig:
     kv_window: int = 0  # compressed KV codecs: each sequence's last N tokens also kept exact (server/kv/window.py)
     device: str = "cpu"  # cpu | cuda | cuda:N: weights, KV pages and every step's tensors live there
     kernel_backend: str | None = None  # force one kernel backend (tests: triton under TRITON_INTERPRET=1)
+    model_impl: str = "auto"  # auto: presso's native class, else transformers' code on the paged KV (generic)
 
     def validate(self) -> EngineConfig:
         if self.dtype not in DTYPE_NAMES:
@@ -51,6 +53,8 @@ class EngineConfig:
             raise ValueError(f"num_kv_blocks must be positive, got {self.num_kv_blocks!r}")
         if self.kernel_backend is not None and self.kernel_backend not in KERNEL_BACKENDS:
             raise ValueError(f"kernel_backend must be one of {KERNEL_BACKENDS}, got {self.kernel_backend!r}")
+        if self.model_impl not in MODEL_IMPLS:
+            raise ValueError(f"model_impl must be one of {MODEL_IMPLS}, got {self.model_impl!r}")
         check_device(self.device)
         return self
 

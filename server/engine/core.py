@@ -62,7 +62,8 @@ class EngineCore:
         self.max_model_len = min(config.max_model_len or limit, limit)
         # Every kernel (linears, head, attention, KV codecs) is resolved here, once, for this device.
         with registry.select(self.device.type, config.kernel_backend) as resolved:
-            self.model, self.hf_config, source = load_model(self.model_dir, self.dtype, config.device)
+            self.model, self.hf_config, source = load_model(self.model_dir, self.dtype, config.device,
+                                                                  config.model_impl)
             quantized = bool(cfg.get("quantization_config"))
             head = "int8" if config.lm_head_quant == "auto" and quantized else config.lm_head_quant
             with torch.device(self.device):
@@ -157,5 +158,6 @@ class EngineCore:
             prefix_cache_queries=bm.prefix_queries, prefix_cache_hits=bm.prefix_hits,
             num_preemptions=self.scheduler.num_preemptions, weight_bytes=self.weight_bytes,
             bits_per_weight=8.0 * self.weight_bytes / max(self.num_parameters, 1),
-            num_parameters=self.num_parameters,
+            num_parameters=self.num_parameters, model_impl=self.model.impl,
+            model_type=str(self.hf_config.get("model_type")),
         )

@@ -120,3 +120,5 @@ class EngineStats:
     weight_bytes: int
     bits_per_weight: float
     num_parameters: int
+    model_impl: str = "native"  # native | generic (transformers' modeling code on the paged KV)
+    model_type: str = ""  # config.json model_type

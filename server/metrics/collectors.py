@@ -1,5 +1,6 @@
 """Scrape-time collector of engine state: requests running/waiting, KV cache blocks and bytes,
-prefix-cache counters, preemptions and the model's size (weight bytes, bits per weight).
+prefix-cache counters, preemptions, the model's size (weight bytes, bits per weight) and which code
+runs it (`presso_model_info{model_impl="native"|"generic"}`).
 
 Values come from `engine.stats()` (an EngineStats snapshot) at each scrape, so gauges are never stale.
 """
@@ -48,3 +49,8 @@ class EngineCollector(Collector):
         yield self._gauge("presso_model_weight_bytes", "Bytes of the served weights", s.weight_bytes)
         yield self._gauge("presso_model_bits_per_weight", "Average bits per weight", s.bits_per_weight)
         yield self._gauge("presso_model_parameters", "Logical parameters of the model", s.num_parameters)
+        model = GaugeMetricFamily("presso_model_info", "Model served: its model_type and which code runs it "
+                                  "(native: presso's layers; generic: transformers' modeling code, slower)",
+                                  labels=["model_name", "model_type", "model_impl"])
+        model.add_metric([self.model_name, s.model_type, s.model_impl], 1.0)
+        yield model

@@ -16,6 +16,8 @@ from presso.server.layers.linear import LinearMethod, decode_layout
 
 
 class CausalLM(nn.Module):
+    impl = "native"  # which model path serves it: native (presso's layers) or generic (models/generic.py)
+
     def __init__(self, cfg: dict, dtype: torch.dtype):
         super().__init__()
         self.cfg, self.dtype = cfg, dtype

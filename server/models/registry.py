@@ -9,6 +9,7 @@ import torch
 from presso.compression.checkpoint.config import DTYPES, read_config
 from presso.server.layers.quant_config import QuantConfig
 from presso.server.models.base import CausalLM
+from presso.server.models.generic import load_generic
 from presso.server.models.gpt2 import GPT2LMHeadModel
 from presso.server.models.llama import LlamaForCausalLM
 from presso.server.models.weights import WeightSource
@@ -29,11 +30,16 @@ def resolve_dtype(name: str, cfg: dict) -> torch.dtype:
     return torch.bfloat16 if ckpt == "float16" else DTYPES.get(ckpt, torch.float32)
 
 
-def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu") -> tuple[CausalLM, dict, WeightSource]:
-    """The model on `device`; its kernels come from the caller's presso.kernels.registry.select()."""
+def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu",
+               impl: str = "auto") -> tuple[CausalLM, dict, WeightSource]:
+    """The model on `device`; its kernels come from the caller's presso.kernels.registry.select().
+    `impl` (EngineConfig.model_impl): auto | native | transformers; with auto, families presso has no class
+    for run on the generic path (models/generic.py), transformers forces it."""
     cfg = read_config(model_dir)
     qc = QuantConfig(cfg.get("quantization_config"))
     kind = cfg.get("model_type")
+    if impl == "transformers":
+        return _generic(model_dir, cfg, dtype, device)
     source = WeightSource(model_dir, device)
     with torch.device(device):
         if kind in LLAMA_FAMILY:
@@ -41,9 +47,16 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu") -> tupl
         elif kind == "gpt2":
             root = "transformer" if source.has("transformer.wte.weight") else ""
             model = GPT2LMHeadModel(cfg, qc, dtype, root)
+        elif impl != "native":
+            return _generic(model_dir, cfg, dtype, device)
         else:
             raise ValueError(f"config.json model_type {kind!r} is not supported "
                              f"(supported: {', '.join(LLAMA_FAMILY + ('gpt2',))})")
         model.load(source)
     model.eval()
+    return model, cfg, source
+
+
+def _generic(model_dir: Path, cfg: dict, dtype: torch.dtype, device: str) -> tuple[CausalLM, dict, WeightSource]:
+    model, source = load_generic(model_dir, cfg, dtype, device)
     return model, cfg, source
