@@ -1,5 +1,6 @@
-"""`presso bench ...`: the engine vs plain transformers (`engine`), per KV codec (`kv`), structured
-outputs' grammar cost (`guided`), and each weight codec's CPU matmul vs bf16 dense (`kernels`).
+"""`presso bench ...`: the engine vs plain transformers (`engine`), the generic model path vs native (`impl`),
+per KV codec (`kv`), structured outputs' grammar cost (`guided`), and each weight codec's CPU matmul vs
+bf16 dense (`kernels`).
 
 Only the argparse registration lives here, so the console script does not import torch to build its parser.
 """
@@ -19,6 +20,12 @@ def _kv(args) -> int:
     from presso.server.bench import kv_bench
 
     return kv_bench.command(args)
+
+
+def _impl(args) -> int:
+    from presso.server.bench import impl_bench
+
+    return impl_bench.command(args)
 
 
 def _guided(args) -> int:
@@ -53,6 +60,18 @@ def register(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="torch threads for both engines (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_engine)
+
+    i = bench.add_parser("impl", help="generic model path (transformers' code) vs native: tok/s, alternating reps")
+    i.add_argument("--model", required=True, help="model dir or pulled name (a family presso has natively)")
+    i.add_argument("--batches", default="1,16")
+    i.add_argument("--prompt-len", type=int, default=32)
+    i.add_argument("--tokens", type=int, default=64)
+    i.add_argument("--repeats", type=int, default=3, help="alternating native/generic reps (median reported)")
+    add_engine_args(i, ["dtype", "device", "kernel_backend", "kv_cache_memory", "lm_head_quant",
+                        "max_num_batched_tokens"])
+    i.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=_impl)
 
     k = bench.add_parser("kv", help="engine decode tok/s per KV-cache codec (ratios vs the first)")
     k.add_argument("--model", required=True, help="model dir or pulled name")

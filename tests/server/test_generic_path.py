@@ -75,11 +75,13 @@ def _parity(model_dir: Path, n_prompts: int, **engine) -> LLM:
     return llm
 
 
+@pytest.mark.slow  # ~1-2 min each on 2 shared cores: the parity harness runs long
 @pytest.mark.parametrize("arch", GENERIC_ARCHS)
 def test_generic_architecture_matches_transformers(arch, generic_dirs):
     _parity(generic_dirs[arch], 8)
 
 
+@pytest.mark.slow
 def test_llama_forced_through_generic_path(parity_llama_dir):
     llm = _parity(parity_llama_dir, 16, model_impl="transformers")
     from prometheus_client import generate_latest
@@ -148,3 +150,19 @@ def test_encoder_decoder_is_refused_in_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("presso: error: config.json model_type 't5' is an encoder-decoder model")
     assert "\n" not in err
+
+
+def test_bench_impl_json(cli, parity_llama_dir):
+    """`presso bench impl` measures both paths on one model and reports their ratio."""
+    import json
+
+    out = cli("bench", "impl", "--model", str(parity_llama_dir), "--batches", "1,3", "--tokens", "4",
+              "--prompt-len", "8", "--repeats", "1", "--kv-cache-memory", "16MiB", "--threads", "1", "--json",
+              timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = json.loads(out.stdout)["rows"]
+    assert [r["batch"] for r in rows] == [1, 3]
+    for r in rows:
+        assert r["native_tokens_per_s"] > 0 and r["transformers_tokens_per_s"] > 0
+        assert r["ratio_aggregate"] == r["transformers_tokens_per_s"] / r["native_tokens_per_s"]
+    assert "runs on the generic path" in out.stderr  # the load-time warning names the path
