@@ -77,7 +77,8 @@ class EngineCore:
         log.info("engine on %s, kernels: %s", self.device, ", ".join(f"{k}={v}" for k, v in self.kernels.items()))
         if self.kv.codec.pre_rope and not hasattr(self.model, "rope"):
             raise ValueError(f"{self.model_dir}: KV codebooks code keys before RoPE, but this model has no rotary "
-                             "embedding; recalibrate with keys=post_rope")
+                             "embedding presso can apply (GPT-2, or the generic path, where transformers' code "
+                             "rotates keys); recalibrate with keys=post_rope")
         # A cached prefix block keeps only codes, but a request starting after it would need its last
         # kv_window tokens exactly: with a window, prefixes are recomputed instead of shared.
         prefix_caching = config.enable_prefix_caching and not config.kv_window

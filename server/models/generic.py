@@ -88,6 +88,10 @@ def load_generic(model_dir: Path, cfg: dict, dtype: torch.dtype, device: str) ->
     if getattr(hf_config, "is_encoder_decoder", False):
         raise ValueError(f"config.json model_type {kind!r} is an encoder-decoder model; presso serves "
                          "decoder-only causal LMs")
+    softcap = getattr(hf_config.get_text_config(), "attn_logit_softcapping", None)
+    if softcap:
+        raise ValueError(f"config.json model_type {kind!r}: attention logit soft-capping ({softcap}) is not "
+                         "supported on the generic path")
     register()
     source = WeightSource(model_dir, device)
     qc = QuantConfig(cfg.get("quantization_config"))

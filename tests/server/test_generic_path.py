@@ -166,3 +166,23 @@ def test_bench_impl_json(cli, parity_llama_dir):
         assert r["native_tokens_per_s"] > 0 and r["transformers_tokens_per_s"] > 0
         assert r["ratio_aggregate"] == r["transformers_tokens_per_s"] / r["native_tokens_per_s"]
     assert "runs on the generic path" in out.stderr  # the load-time warning names the path
+
+
+def test_pre_rope_kv_codebooks_are_refused(kv_prerope_dir):
+    """transformers' code rotates keys inside attention, so codebooks of pre-RoPE keys cannot be used."""
+    with pytest.raises(ValueError, match="before RoPE.*generic path"):
+        EngineCore(EngineConfig(model=kv_prerope_dir, kv_cache_dtype="rvq", kv_cache_memory="8MiB",
+                                model_impl="transformers"))
+
+
+def test_soft_capped_attention_is_refused(tmp_path):
+    """Gemma 2's attention logit soft-capping is not in presso's paged attention: refused at load."""
+    from conftest import build_tokenizer
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    tok = build_tokenizer(tmp_path)
+    config = Gemma2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=16, attn_logit_softcapping=50.0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path, safe_serialization=True)
+    with pytest.raises(ValueError, match="soft-capping"):
+        EngineCore(EngineConfig(model=tmp_path, kv_cache_memory="8MiB", model_impl="transformers"))
