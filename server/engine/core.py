@@ -64,6 +64,8 @@ class EngineCore:
         with registry.select(self.device.type, config.kernel_backend) as resolved:
             self.model, self.hf_config, source = load_model(self.model_dir, self.dtype, config.device,
                                                                   config.model_impl)
+            if self.model.max_context:  # e.g. the generic path is exact only within a sliding window
+                self.max_model_len = min(self.max_model_len, self.model.max_context)
             quantized = bool(cfg.get("quantization_config"))
             head = "int8" if config.lm_head_quant == "auto" and quantized else config.lm_head_quant
             with torch.device(self.device):

@@ -17,6 +17,7 @@ from presso.server.layers.linear import LinearMethod, decode_layout
 
 class CausalLM(nn.Module):
     impl = "native"  # which model path serves it: native (presso's layers) or generic (models/generic.py)
+    max_context: int | None = None  # a context limit below the config's positions (generic: a sliding window)
 
     def __init__(self, cfg: dict, dtype: torch.dtype):
         super().__init__()

@@ -45,6 +45,7 @@ class GenericCausalLM(CausalLM):
         self.num_layers = text.num_hidden_layers
         self.num_kv_heads = getattr(text, "num_key_value_heads", None) or heads
         self.head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+        self.max_context = sliding_window(text)
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,
                 kv: KVCache) -> torch.Tensor:
@@ -64,6 +65,19 @@ class GenericCausalLM(CausalLM):
 
     def head_weight(self) -> torch.Tensor | None:
         return None  # no RTN head: the model's head code may scale its logits (lm_head_quant is a no-op here)
+
+
+def sliding_window(text_config) -> int | None:
+    """The window transformers' code would slide attention over, if any. Full attention over the paged cache
+    equals it while contexts fit in the window, so the engine caps max_model_len there (attention also
+    refuses longer contexts: generic_attention._check_window)."""
+    window = getattr(text_config, "sliding_window", None)
+    types = getattr(text_config, "layer_types", None)
+    if not window or not getattr(text_config, "use_sliding_window", True):
+        return None
+    if types is not None and "sliding_attention" not in types:
+        return None
+    return int(window)
 
 
 @contextlib.contextmanager
@@ -107,7 +121,10 @@ def load_generic(model_dir: Path, cfg: dict, dtype: torch.dtype, device: str) ->
                          "(AutoModelForCausalLM)") from None
     log.warning("model_type %r runs on the generic path (transformers' modeling code with presso's paged "
                 "attention): slower than a native presso model", kind)
-    return GenericCausalLM(hf.to(device).eval(), cfg, dtype), source
+    model = GenericCausalLM(hf.to(device).eval(), cfg, dtype)
+    if model.max_context:
+        log.warning("generic path: contexts capped at the model's %d-token sliding window", model.max_context)
+    return model, source
 
 
 def _build_quantized(hf_config, qc: QuantConfig, source: WeightSource, dtype: torch.dtype) -> nn.Module:

@@ -186,3 +186,26 @@ def test_soft_capped_attention_is_refused(tmp_path):
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path, safe_serialization=True)
     with pytest.raises(ValueError, match="soft-capping"):
         EngineCore(EngineConfig(model=tmp_path, kv_cache_memory="8MiB", model_impl="transformers"))
+
+
+def test_sliding_window_caps_the_context(tmp_path):
+    """Full attention over the paged cache equals Mistral's sliding window only within it: the generic path
+    caps max_model_len at the window and matches transformers up to there (finish reason `length`)."""
+    from conftest import build_tokenizer
+    from test_greedy_parity import _hf_greedy
+    from transformers import AutoModelForCausalLM, MistralConfig
+
+    tok = build_tokenizer(tmp_path)
+    config = MistralConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2, sliding_window=24, initializer_range=0.3,
+                           max_position_embeddings=512, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path, safe_serialization=True)
+    llm = LLM(tmp_path, dtype="float32", block_size=4, kv_cache_memory="8MiB", model_impl="transformers")
+    assert llm.engine.max_model_len == 24
+    prompt = list(range(3, 19))  # 16 tokens: 8 more fit the window
+    (out,) = llm.generate([prompt], SamplingParams(max_tokens=20, temperature=0.0, ignore_eos=True))
+    assert out.finish_reason == "length" and len(out.token_ids) == 8
+    assert out.token_ids == _hf_greedy(tmp_path, [prompt], 8)[0]
+    with pytest.raises(ValueError, match="24"):
+        llm.generate([list(range(3, 30))], SamplingParams(max_tokens=1))
