@@ -136,10 +136,10 @@ def _build_quantized(hf_config, qc: QuantConfig, source: WeightSource, dtype: to
         del hf_config.quantization_config  # presso reads it (qc); transformers must not quantize again
     hf = AutoModelForCausalLM.from_config(hf_config, dtype=dtype, attn_implementation=ATTN_NAME)
     for name, mod in list(hf.named_modules()):
-        if type(mod) is not nn.Linear or not _stored(source, name):
-            continue
-        linear = make_linear([name], mod.in_features, [mod.out_features], mod.bias is not None,
-                             qc.spec_for(name), dtype)
+        spec = qc.spec_for(name)
+        if type(mod) is not nn.Linear or (spec.codec == "dense" and not source.has(f"{name}.weight")):
+            continue  # not a Linear, or a dense one the checkpoint lacks (a tied head)
+        linear = make_linear([name], mod.in_features, [mod.out_features], mod.bias is not None, spec, dtype)
         linear.load(source)
         linear.finalize()
         parent, _, attr = name.rpartition(".")
@@ -149,7 +149,3 @@ def _build_quantized(hf_config, qc: QuantConfig, source: WeightSource, dtype: to
         if id(param) not in swapped:
             param.data = source.get(name).to(dtype).contiguous()
     return hf
-
-
-def _stored(source: WeightSource, prefix: str) -> bool:
-    return any(source.has(f"{prefix}.{t}") for t in ("weight", "weight_packed", "codes"))
