@@ -36,15 +36,15 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu") -> tupl
     cfg = read_config(model_dir)
     qc = QuantConfig(cfg.get("quantization_config"))
     kind = cfg.get("model_type")
+    if kind == "gemma3":
+        raise ValueError("config.json model_type 'gemma3' is the multimodal Gemma 3, which is not supported; "
+                         "serve a text-only checkpoint (model_type gemma3_text, Gemma3ForCausalLM)")
     source = WeightSource(model_dir, device)
     with torch.device(device):
         if kind in LLAMA_FAMILY:
             model: CausalLM = LlamaForCausalLM(cfg, qc, dtype)
         elif kind in GEMMA_FAMILY:
             model = GemmaForCausalLM(cfg, qc, dtype)
-        elif kind == "gemma3":
-            raise ValueError("config.json model_type 'gemma3' is the multimodal Gemma 3, which is not supported; "
-                             "serve a text-only checkpoint (model_type gemma3_text, Gemma3ForCausalLM)")
         elif kind == "gpt2":
             root = "transformer" if source.has("transformer.wte.weight") else ""
             model = GPT2LMHeadModel(cfg, qc, dtype, root)
