@@ -14,11 +14,11 @@ WINDOW = 24
 FAMILIES = ("gemma2", "gemma3", "mistral")
 
 
-def _config(family: str, vocab: int, tok, window: int):
+def _config(family: str, vocab: int, tok, window: int, max_positions: int = 512):
     from transformers import Gemma2Config, Gemma3TextConfig, MistralConfig
 
     common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=128, num_attention_heads=4,
-                  num_key_value_heads=2, max_position_embeddings=512, initializer_range=0.3,
+                  num_key_value_heads=2, max_position_embeddings=max_positions, initializer_range=0.3,
                   bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
                   sliding_window=window)
     if family == "gemma2":
@@ -38,7 +38,8 @@ def _config(family: str, vocab: int, tok, window: int):
     raise ValueError(family)
 
 
-def build_sliding_model(out: Path, family: str, seed: int = 0, window: int = WINDOW) -> Path:
+def build_sliding_model(out: Path, family: str, seed: int = 0, window: int = WINDOW,
+                        max_positions: int = 512) -> Path:
     """Save a random `family` model (gemma2, gemma3, gemma3-tied, mistral, or mistral-full: the same weights
     with no window) and the tiny tokenizer in `out`."""
     import torch
@@ -48,7 +49,7 @@ def build_sliding_model(out: Path, family: str, seed: int = 0, window: int = WIN
     out.mkdir(parents=True, exist_ok=True)
     tok = build_tokenizer(out)
     torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(_config(family, len(tok), tok, window), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_config(_config(family, len(tok), tok, window, max_positions), dtype=torch.float32)
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in model.named_parameters():
