@@ -45,5 +45,6 @@ def sliding_windows(cfg: dict) -> list[int]:
         raise ValueError(f"config.json layer_types {sorted(unknown)} are not supported "
                          "(supported: sliding_attention, full_attention)")
     if window < 0 or (not window and "sliding_attention" in types):
-        raise ValueError(f"config.json has sliding_attention layers but sliding_window is {window!r}")
+        raise ValueError(f"config.json has sliding_attention layers but sliding_window is "
+                         f"{cfg.get('sliding_window')!r}")
     return [window if t == "sliding_attention" else 0 for t in types]
