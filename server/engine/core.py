@@ -72,9 +72,10 @@ class EngineCore:
                 if head in ("int8", "int4"):
                     self.model.quantize_head(int(head[3:]))
                 codec = resolve_codec_name(config.kv_cache_dtype, self.dtype)
+                windows = self.model.sliding_windows or [0] * self.model.num_layers
                 self.kv = KVCache(codec, self.model.num_layers, self.model.num_kv_heads, self.model.head_dim,
                                   config.block_size, config.kv_cache_memory, self.model_dir,
-                                  config.num_kv_blocks, config.kv_window, config.max_num_seqs)
+                                  config.num_kv_blocks, config.kv_window, config.max_num_seqs, windows)
         self.kernels: dict[str, str] = dict(sorted(resolved.items()))  # op -> backend, for logs and tests
         log.info("engine on %s, kernels: %s", self.device, ", ".join(f"{k}={v}" for k, v in self.kernels.items()))
         if self.kv.codec.pre_rope and not hasattr(self.model, "rope"):
@@ -85,8 +86,10 @@ class EngineCore:
         # kv_window tokens exactly: with a window, prefixes are recomputed instead of shared.
         prefix_caching = config.enable_prefix_caching and not config.kv_window
         self.block_manager = BlockManager(self.kv.num_blocks, config.block_size, prefix_caching)
+        # blocks out of the window are freed only when every layer slides (block_manager.py says why)
+        sliding = max(windows) if all(windows) else 0
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
-                                   self.max_model_len)
+                                   self.max_model_len, sliding)
         self.vocab_size = self.hf_config.get("vocab_size") or len(self.tokenizer)  # the logits' width
         self.guided = GuidedDecoding(self.tokenizer, self.vocab_size, self.eos_token_ids)
         self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided)

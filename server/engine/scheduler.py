@@ -5,7 +5,9 @@ costs one token, an unfinished prompt continues in a chunk of whatever budget is
 mixed with decodes). Waiting requests are admitted while budget, sequence slots and KV blocks last, reusing
 cached prefix blocks. When a running request needs a block and none is free, the newest running request
 is preempted by recompute: its blocks are freed and it re-enters the front of the queue with its
-generated tokens, to be prefilled again later.
+generated tokens, to be prefilled again later. With `sliding_window` W (every layer of the model
+attends over its last W positions only), a request's blocks that fall entirely out of the window are
+freed before each of its steps (see block_manager.py), so a long sequence holds ~W / block_size blocks.
 
 Data flow: add() -> schedule() -> [ModelRunner.execute] -> update() -> RequestDeltas.
 """
@@ -18,17 +20,18 @@ from collections import deque
 from presso.server.engine.outputs import RunnerOutput, ScheduledSeq, SchedulerOutput
 from presso.server.engine.request import Request, Status
 from presso.server.engine.types import RequestDelta
-from presso.server.kv.block_manager import BlockManager
+from presso.server.kv.block_manager import FREED, BlockManager
 
 
 class Scheduler:
     def __init__(self, block_manager: BlockManager, max_num_seqs: int, max_num_batched_tokens: int,
-                 max_model_len: int):
+                 max_model_len: int, sliding_window: int = 0):
         assert max_num_seqs > 0 and max_num_batched_tokens > 0 and max_model_len > 0
         self.bm = block_manager
         self.max_num_seqs = max_num_seqs
         self.max_num_batched_tokens = max_num_batched_tokens
         self.max_model_len = max_model_len
+        self.sliding_window = sliding_window  # every layer's window; 0: blocks live as long as the request
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.requests: dict[str, Request] = {}
@@ -45,7 +48,10 @@ class Scheduler:
             raise ValueError(f"prompt has {n} tokens; the model's maximum context length is "
                              f"{self.max_model_len} tokens, including at least one generated token")
         worst = min(n + max(params.max_tokens, 1), self.max_model_len)
-        if self.bm.blocks_needed(worst) > self.bm.num_blocks:
+        need = self.bm.blocks_needed(worst)
+        if self.sliding_window:  # the window plus one step's chunk, each possibly straddling a block edge
+            need = min(need, self.bm.blocks_needed(self.sliding_window + self.max_num_batched_tokens) + 1)
+        if need > self.bm.num_blocks:
             raise ValueError(f"request needs up to {worst} tokens of KV cache but the cache holds only "
                              f"{self.bm.num_blocks * self.bm.block_size}")
 
@@ -85,6 +91,7 @@ class Scheduler:
             n = min(req.num_tokens - req.num_computed_tokens, budget)
             if n <= 0:
                 continue
+            self._slide(req)
             if not self._grow(req, req.num_computed_tokens + n, preempted):
                 break
             seqs.append(self._scheduled(req, n))
@@ -103,6 +110,7 @@ class Scheduler:
             req.block_ids = cached + new
             req.window_slot = self._window_slots.pop()
             req.num_computed_tokens = num_cached
+            self._slide(req)
             if req.num_preemptions == 0:
                 req.num_cached_prompt_tokens = num_cached
                 self.bm.count_lookup(req.num_prompt_tokens, num_cached)
@@ -128,6 +136,18 @@ class Scheduler:
             if victim is req:
                 return False
         return True
+
+    def _slide(self, req: Request) -> None:
+        """Free the blocks no future query of `req` can see: its next query at t = num_computed_tokens sees
+        positions s > t - W, so blocks wholly before t - W + 1 are dead for every layer."""
+        if not self.sliding_window:
+            return
+        dead = min(max(0, req.num_computed_tokens - self.sliding_window + 1) // self.bm.block_size,
+                   len(req.block_ids))
+        drop = [b for b in req.block_ids[:dead] if b != FREED]
+        if drop:
+            self.bm.free(drop)
+            req.block_ids[:dead] = [FREED] * dead
 
     def _release_window(self, req: Request) -> None:
         if req.window_slot >= 0:
@@ -156,7 +176,8 @@ class Scheduler:
         penalties = p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
         return ScheduledSeq(
             request_id=req.request_id, token_ids=tuple(req.token_ids[start:start + n]), start_pos=start,
-            block_ids=tuple(req.block_ids), sample=start + n == req.num_tokens, params=p,
+            # freed entries read as block 0: attention never reads blocks before its window
+            block_ids=tuple(max(b, 0) for b in req.block_ids), sample=start + n == req.num_tokens, params=p,
             output_token_ids=tuple(req.output_token_ids) if penalties else (),
             num_generated=req.num_generated, prompt_logprobs_from=plp_from, prompt_logprob_targets=targets,
             window_slot=req.window_slot, banned_token_ids=req.banned_token_ids(),

@@ -6,6 +6,16 @@ the resulting block tables. It knows nothing of bytes, tensors or codecs (pure P
 Prefix caching: every *full* block of tokens gets a chained hash `hash((parent_hash, tokens))`, so a hash
 names the whole prefix up to and including that block. Freed blocks that carry a hash stay readable in an
 LRU list until the space is needed; a new request whose prompt starts with the same blocks reuses them.
+
+Sliding windows: when every layer of a model attends over only its last W positions (Mistral), the
+scheduler frees a request's leading blocks as soon as no future query can see them (Scheduler._slide),
+so a sequence holds about W / block_size + 2 blocks however long it grows. Its block list keeps their
+places as FREED, so position p still lives in entry p // block_size. A freed block that carries a
+prefix hash stays cached like any other (its K/V are valid for that prefix). Models that mix sliding and
+full-attention layers (Gemma 2/3) share one block table across layers and free nothing: the full layers
+need every block, and attention simply skips the sliding layers' out-of-window blocks. (Per-layer-group
+block tables would also return the sliding layers' pages, at the cost of a second table per request and
+a second free list; not done.) `max_blocks_used` is the high-water mark, to measure what windows save.
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 NO_HASH = None
+FREED = -1  # a request's block-list entry whose block was freed (out of every layer's sliding window)
 
 
 def chain_hash(parent: int | None, tokens: Sequence[int]) -> int:
@@ -51,6 +62,7 @@ class BlockManager:
         self._by_hash: dict[int, int] = {}
         self.prefix_queries = 0  # prompt tokens looked up in the prefix cache
         self.prefix_hits = 0  # of which found cached
+        self.max_blocks_used = 0  # high-water mark of blocks held by requests
 
     # ---- queries -------------------------------------------------------------------------------------
     @property
@@ -106,11 +118,14 @@ class BlockManager:
                 self._uncache(self.blocks[block_id])
             self.blocks[block_id].ref_count = 1
             out.append(block_id)
+        self.max_blocks_used = max(self.max_blocks_used, self.num_blocks - self.num_free_blocks)
         return out
 
     def free(self, block_ids: Sequence[int]) -> None:
         """Drop one reference from each block; tail blocks first, so they are evicted first."""
         for block_id in reversed(block_ids):
+            if block_id == FREED:
+                continue
             block = self.blocks[block_id]
             assert block.ref_count > 0, f"double free of block {block_id}"
             block.ref_count -= 1

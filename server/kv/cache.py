@@ -5,6 +5,8 @@ blocks, hence more concurrent sequences. An exact recent window (window.py) take
 budget first. The budget is bytes (`2GiB`, `512MiB`, an int) or a fraction
 in (0, 1] of the memory available when the engine starts (the GPU's free memory on CUDA). Pages are
 allocated on the default device: the engine builds the cache under torch.device(its device).
+Each layer carries its sliding window (0: full attention), so one model may mix window sizes; prepare()
+indexes the decode rows once per step for every distinct window.
 """
 
 from __future__ import annotations
@@ -38,17 +40,18 @@ class LayerKV:
 
     codec: KVCodec
     pages: dict[str, torch.Tensor]
+    window: int = 0  # sliding window of this layer's attention (a query at t sees t - W < s <= t); 0: full
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, batch: PagedBatch, scale: float,
-               k_pre: torch.Tensor | None = None, rope: Rope | None = None) -> torch.Tensor:
+               k_pre: torch.Tensor | None = None, rope: Rope | None = None, softcap: float = 0.0) -> torch.Tensor:
         """Store this step's K/V (T, Hkv, D), then q (T, H, D) attends over the cache -> (T, H, D).
 
         Codecs that code keys before RoPE store `k_pre` (k_proj's output) and rotate what they read
-        with `rope`; `k` is the post-RoPE key either way."""
+        with `rope`; `k` is the post-RoPE key either way. `softcap` caps scores (Gemma 2; 0: none)."""
         if self.codec.pre_rope:
             assert k_pre is not None and rope is not None, "pre-RoPE keys need the model's rotary embedding"
         self.codec.write(self.pages, batch.slot_mapping, k_pre if self.codec.pre_rope else k, v)
-        return self.codec.attend(q, k, v, self.pages, batch, scale, rope)
+        return self.codec.attend(q, k, v, self.pages, batch, scale, rope, self.window, softcap)
 
 
 class KVCache:
@@ -56,7 +59,7 @@ class KVCache:
 
     def __init__(self, codec_name: str, num_layers: int, num_kv_heads: int, head_dim: int, block_size: int,
                  memory: str | int | float, model_dir=None, num_blocks: int | None = None, window: int = 0,
-                 max_seqs: int = 1):
+                 max_seqs: int = 1, sliding_windows: list[int] | None = None):
         self.codec_name = codec_name
         codecs: list[KVCodec] = [KV_CODECS[codec_name](num_kv_heads, head_dim, model_dir, i, block_size)
                                  for i in range(num_layers)]
@@ -72,7 +75,10 @@ class KVCache:
             raise ValueError(f"kv_cache_memory {memory!r} is too small for one block of {per_block} bytes"
                              + (f" plus {self.window_bytes} bytes of recent-window rings" if window else ""))
         self.num_blocks = int(num_blocks)
-        self.layers = [LayerKV(c, c.allocate(self.num_blocks, block_size)) for c in codecs]
+        self.sliding_windows = list(sliding_windows or [0] * num_layers)  # per layer, 0: full attention
+        assert len(self.sliding_windows) == num_layers, "one sliding window (or 0) per layer"
+        self.layers = [LayerKV(c, c.allocate(self.num_blocks, block_size), w)
+                       for c, w in zip(codecs, self.sliding_windows, strict=True)]
 
     @property
     def codec(self) -> KVCodec:
@@ -80,8 +86,9 @@ class KVCache:
         return self.layers[0].codec
 
     def prepare(self, batch: PagedBatch) -> PagedBatch:
-        """Per-step attention metadata, built once for every layer: the decode rows' slots and mask."""
-        return index_decodes(batch)
+        """Per-step attention metadata, built once for every layer: the decode rows' slots and mask (one
+        set per distinct sliding window)."""
+        return index_decodes(batch, tuple(w for w in self.sliding_windows if w))
 
     @property
     def nbytes(self) -> int:

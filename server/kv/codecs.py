@@ -6,6 +6,9 @@ this step's queries attend over its pages (`attend`). The default attend reads b
 (server/kv/attend.py: all decode rows in one read, each prefill span on its own); `plain` codecs store
 the values themselves and hand their pages to the `paged_attention` kernel; a codec may also override
 only its decode rows (RVQ scores queries on its codes) or its prefill spans (the exact window).
+A layer's attention may be sliding-window (`window` W: a query at t sees keys t - W < s <= t; prefill
+spans read from their first query's window on, block-aligned, decode rows only their last W positions)
+and soft-capped (`softcap`, Gemma 2); every path honours both.
 Codecs register by name (`--kv-cache`); kernels are resolved once, when the codec is built.
 """
 
@@ -17,7 +20,7 @@ import torch
 
 from presso.kernels import registry
 from presso.kernels.attention.reference import attend_one
-from presso.kernels.attention.types import PagedBatch, PrefillSpan
+from presso.kernels.attention.types import PagedBatch, PrefillSpan, window_start
 from presso.server.kv.attend import Rope, decode_rows, rotated_reader
 
 KV_CODECS: dict[str, type[KVCodec]] = {}
@@ -65,30 +68,38 @@ class KVCodec:
         return 0
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pages: dict[str, torch.Tensor],
-               batch: PagedBatch, scale: float, rope: Rope | None = None) -> torch.Tensor:
+               batch: PagedBatch, scale: float, rope: Rope | None = None, window: int = 0,
+               softcap: float = 0.0) -> torch.Tensor:
         """q (T, H, D) over the cache, after write(); k, v (T, Hkv, D) are this step's post-RoPE K/V.
-        Decode rows first (attend_decodes), then every prefill span read back (attend_span) -> (T, H, D)."""
+        Decode rows first (attend_decodes), then every prefill span read back from its window's first
+        block (attend_span) -> (T, H, D)."""
         out = torch.empty_like(q)
         nd = batch.num_decodes
         if nd:
-            out[:nd] = self.attend_decodes(q[:nd], k[:nd], v[:nd], pages, batch, scale, rope).to(q.dtype)
-        read = rotated_reader(self, rope) if self.pre_rope else self.read
+            out[:nd] = self.attend_decodes(q[:nd], k[:nd], v[:nd], pages, batch, scale, rope, window,
+                                           softcap).to(q.dtype)
+        read = rotated_reader(self, rope) if self.pre_rope else None
+        bs = batch.block_size
         for span in batch.prefills:
             rows = slice(span.start, span.start + span.q_len)
-            kk, vv = read(pages, span.block_table, span.ctx_len)
-            out[rows] = self.attend_span(q[rows], kk, vv, k[rows], v[rows], span, scale).to(q.dtype)
+            lo = window_start(span.ctx_len, span.q_len, window, bs)
+            table, n = span.block_table[lo // bs:], span.ctx_len - lo
+            kk, vv = read(pages, table, n, lo) if read else self.read(pages, table, n)
+            out[rows] = self.attend_span(q[rows], kk, vv, k[rows], v[rows], span, scale, lo, window,
+                                         softcap).to(q.dtype)
         return out
 
     def attend_decodes(self, q: torch.Tensor, k_new: torch.Tensor, v_new: torch.Tensor,
                        pages: dict[str, torch.Tensor], batch: PagedBatch, scale: float,
-                       rope: Rope | None) -> torch.Tensor:
+                       rope: Rope | None, window: int = 0, softcap: float = 0.0) -> torch.Tensor:
         """The one-token queries q (Bd, H, D) -> (Bd, H, D) fp32."""
-        return decode_rows(q, self, rope, pages, batch, scale)
+        return decode_rows(q, self, rope, pages, batch, scale, window=window, softcap=softcap)
 
     def attend_span(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_new: torch.Tensor,
-                    v_new: torch.Tensor, span: PrefillSpan, scale: float) -> torch.Tensor:
-        """One prefill span's queries q (q, H, D) over its n read-back positions k, v (n, Hkv, D)."""
-        return attend_one(q, k, v, scale)
+                    v_new: torch.Tensor, span: PrefillSpan, scale: float, lo: int = 0, window: int = 0,
+                    softcap: float = 0.0) -> torch.Tensor:
+        """One prefill span's queries q (q, H, D) over its read-back positions [lo, ctx_len): k, v (n, Hkv, D)."""
+        return attend_one(q, k, v, scale, window, softcap)
 
 
 class PlainCodec(KVCodec):
@@ -117,8 +128,8 @@ class PlainCodec(KVCodec):
         v = pages["v"][block_table].flatten(0, 1)[:n]
         return k.float(), v.float()
 
-    def attend(self, q, k, v, pages, batch, scale, rope=None):
-        return self._kernel(q, pages["k"], pages["v"], batch, scale)  # the pages hold the values
+    def attend(self, q, k, v, pages, batch, scale, rope=None, window=0, softcap=0.0):
+        return self._kernel(q, pages["k"], pages["v"], batch, scale, window, softcap)  # the pages hold the values
 
 
 @register_codec("fp32")

@@ -103,21 +103,26 @@ class RVQCodec(KVCodec):
                    self.v_books, self.v_perm)
         return k, v
 
-    def attend_decodes(self, q, k_new, v_new, pages, batch, scale, rope):
-        """Post-RoPE codes: each one-token query scored on the codes (never decoding the cache); a
-        pre-RoPE key must be rotated to its position after decoding, so those read back."""
-        if self.pre_rope:
-            return super().attend_decodes(q, k_new, v_new, pages, batch, scale, rope)
+    def attend_decodes(self, q, k_new, v_new, pages, batch, scale, rope, window=0, softcap=0.0):
+        """Post-RoPE codes: each one-token query scored on the codes (never decoding the cache) over its
+        last `window` positions (all with 0); a pre-RoPE key must be rotated to its position after
+        decoding, and the code-space kernel cannot soft-cap scores, so those read back."""
+        if self.pre_rope or softcap:
+            return super().attend_decodes(q, k_new, v_new, pages, batch, scale, rope, window, softcap)
         out = torch.empty(q.shape, dtype=torch.float32, device=q.device)
         for i in range(q.shape[0]):
             table, n = batch.decode_block_tables[i], int(batch.decode_context_lens[i])
-            out[i] = self.attend_decode(q[i], pages, table, n, scale)
+            out[i] = self.attend_decode(q[i], pages, table, n, scale, max(0, n - window) if window else 0)
         return out
 
-    def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float) -> torch.Tensor:
-        """One query (H, D) over the sequence's n cached tokens, in code space -> (H, D) fp32 (post-RoPE
+    def attend_decode(self, q: torch.Tensor, pages, block_table, n: int, scale: float, lo: int = 0) -> torch.Tensor:
+        """One query (H, D) over the sequence's cached tokens [lo, n), in code space -> (H, D) fp32 (post-RoPE
         keys only: a pre-RoPE key must be rotated to its position after decoding)."""
-        return self._attend(
-            q, _gather(pages["k"], block_table, n), _gather(pages["k_rms"], block_table, n),
-            _gather(pages["v"], block_table, n), _gather(pages["v_rms"], block_table, n),
-            self.k_books, self.v_books, self.k_perm, self.v_perm, scale)
+        bs = self.block_size
+        table, n = block_table[lo // bs:], n - lo // bs * bs  # skip whole blocks before the window
+        lo = lo % bs
+
+        def rows(name):
+            return _gather(pages[name], table, n)[lo:]
+        return self._attend(q, rows("k"), rows("k_rms"), rows("v"), rows("v_rms"),
+                            self.k_books, self.v_books, self.k_perm, self.v_perm, scale)

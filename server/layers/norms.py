@@ -1,4 +1,5 @@
-"""Normalisation layers: RMSNorm (Llama family) and LayerNorm (GPT-2), numerically as transformers."""
+"""Normalisation layers: RMSNorm (Llama family), Gemma's (1 + weight) RMSNorm and LayerNorm (GPT-2),
+numerically as transformers."""
 
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ class RMSNorm(nn.Module):
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * xf.to(x.dtype)
+
+
+class OffsetRMSNorm(nn.Module):
+    """Gemma's RMSNorm: the checkpoint stores weight - 1 (zeros mean identity), applied as (1 + weight); the
+    whole formula in fp32, cast back at the end, as transformers' Gemma2/Gemma3 RMSNorm do."""
+
+    def __init__(self, dim: int, eps: float, dtype: torch.dtype):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.zeros(dim, dtype=dtype), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (..., dim) -> (..., dim) in x's dtype."""
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * (1.0 + self.weight.float())).to(x.dtype)
 
 
 class LayerNorm(nn.Module):

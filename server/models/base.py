@@ -23,6 +23,7 @@ class CausalLM(nn.Module):
         super().__init__()
         self.cfg, self.dtype = cfg, dtype
         self.head_kernel = None  # set by quantize_head(): an int8 copy of the output head
+        self.sliding_windows: list[int] = []  # per layer W (0: full attention); empty: every layer full
 
     def head_weight(self) -> torch.Tensor | None:
         """The dense (V, hidden) output-head weight, or None when the head is not dense."""

@@ -2,9 +2,10 @@
 
 GQA attention over the paged KV cache, RoPE with scaling variants, SwiGLU MLP, RMSNorm, optional tied
 embeddings (dense, or packed-integer: server/layers/embedding.py). q/k/v and gate/up are merged linears
-(one matmul each). Mistral's sliding window is not applied (full attention), which is exact for contexts
-within the window. Structurally pruned checkpoints load as is: shapes come from the config (explicit
-head_dim, fewer q heads per KV head, smaller intermediate_size).
+(one matmul each). Sliding-window layers (Mistral's `sliding_window`, Qwen2's windowed layers) attend over
+their last W positions: the KV cache gives each layer its window (server/models/windows.py). Structurally
+pruned checkpoints load as is: shapes come from the config (explicit head_dim, fewer q heads per KV head,
+smaller intermediate_size). Gemma (server/models/gemma.py) reuses the model shell through its hooks.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from presso.server.layers.norms import RMSNorm
 from presso.server.layers.quant_config import INT_CODECS, QuantConfig
 from presso.server.layers.rotary import Rotary, apply_rotary
 from presso.server.models.base import CausalLM
+from presso.server.models.windows import sliding_windows
 
 
 class LlamaLayer(nn.Module):
@@ -65,6 +67,8 @@ class LlamaLayer(nn.Module):
 
 
 class LlamaForCausalLM(CausalLM):
+    tied_by_default = False  # tie_word_embeddings when the config does not say
+
     def __init__(self, cfg: dict, qc: QuantConfig, dtype: torch.dtype):
         super().__init__(cfg, dtype)
         hidden = cfg["hidden_size"]
@@ -77,14 +81,30 @@ class LlamaForCausalLM(CausalLM):
         if espec.codec in INT_CODECS:
             self.qembed = QuantizedEmbedding(["model.embed_tokens"], hidden, [cfg["vocab_size"]], False, espec,
                                              dtype)
-        self.layers = nn.ModuleList(LlamaLayer(cfg, i, qc, dtype, self.head_dim) for i in range(self.num_layers))
-        self.norm = RMSNorm(hidden, cfg.get("rms_norm_eps", 1e-6), dtype)
-        self.rotary = Rotary(cfg, self.head_dim)
-        self.tied = cfg.get("tie_word_embeddings", False)
+        self.sliding_windows = sliding_windows(cfg)
+        self.layers = nn.ModuleList(self.make_layer(cfg, i, qc, dtype) for i in range(self.num_layers))
+        self.norm = self.make_norm(hidden, cfg.get("rms_norm_eps", 1e-6), dtype)
+        self.rotary = self.make_rotary(cfg)
+        self.tied = cfg.get("tie_word_embeddings", self.tied_by_default)
         self.lm_head = None
         if not self.tied:
             self.lm_head = make_linear(["lm_head"], hidden, [cfg["vocab_size"]], False,
                                        qc.spec_for("lm_head"), dtype)
+
+    def make_layer(self, cfg: dict, i: int, qc: QuantConfig, dtype: torch.dtype) -> nn.Module:
+        return LlamaLayer(cfg, i, qc, dtype, self.head_dim)
+
+    def make_norm(self, hidden: int, eps: float, dtype: torch.dtype) -> nn.Module:
+        return RMSNorm(hidden, eps, dtype)
+
+    def make_rotary(self, cfg: dict) -> nn.Module:
+        return Rotary(cfg, self.head_dim)
+
+    def embed_tokens(self, input_ids: torch.Tensor) -> torch.Tensor:
+        """input_ids (T,) -> (T, hidden) in the model dtype."""
+        if self.qembed is not None:
+            return self.qembed.lookup(input_ids)  # only these rows dequantized
+        return F.embedding(input_ids, self.embed)
 
     def plain_params(self, source):
         out = [(self.norm.weight, "model.norm.weight")]
@@ -97,10 +117,7 @@ class LlamaForCausalLM(CausalLM):
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,
                 kv: KVCache) -> torch.Tensor:
-        if self.qembed is not None:
-            x = self.qembed.lookup(input_ids)  # (T, hidden), only these rows dequantized
-        else:
-            x = F.embedding(input_ids, self.embed)  # (T, hidden)
+        x = self.embed_tokens(input_ids)  # (T, hidden)
         cos, sin = self.rotary.cos_sin(positions, self.dtype)
         for layer, layer_kv in zip(self.layers, kv.layers, strict=True):
             x = layer(x, cos, sin, batch, layer_kv, self.rope)

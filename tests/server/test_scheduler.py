@@ -119,3 +119,28 @@ def test_max_num_seqs_and_prompt_logprob_targets():
     out = s.schedule()
     assert [q.request_id for q in out.seqs] == ["a"]
     assert out.seqs[0].prompt_logprobs_from == 1 and out.seqs[0].prompt_logprob_targets == (1, 2, 3, 4)
+
+
+def test_sliding_window_frees_blocks_behind_every_layers_window():
+    """Window 5, blocks of 4: before computing from position t, blocks wholly before t - 5 + 1 are freed and
+    read as block 0 in the table; the request never holds more than the window and one chunk's blocks."""
+    s = Scheduler(BlockManager(6, 4, False), 2, 8, 64, sliding_window=5)
+    s.check(tuple(range(20)), SamplingParams(max_tokens=40))  # 60 tokens would be 15 blocks; the window needs 5
+    s.add(req("a", 20, max_tokens=6))
+    out, _ = run(s)
+    assert plan(out) == [("a", 0, 8, (0, 1), False)]
+    out, _ = run(s)  # from 8: positions >= 4 visible, block 0 freed
+    assert plan(out) == [("a", 8, 8, (0, 1, 2, 3), False)]
+    assert s.requests["a"].block_ids == [-1, 1, 2, 3]
+    out, _ = run(s)  # from 16: positions >= 12 visible, blocks 1 and 2 freed
+    assert plan(out) == [("a", 16, 4, (0, 0, 0, 3, 4), True)]
+    assert s.bm.num_free_blocks == 6 - 2
+    for _ in range(5):
+        run(s)
+    assert not s.has_work and s.bm.num_free_blocks == 6 and s.bm.max_blocks_used == 3
+
+
+def test_no_window_keeps_every_block():
+    s = make(num_blocks=8, block_size=4, budget=8)
+    with pytest.raises(ValueError, match="KV cache"):
+        s.check(tuple(range(20)), SamplingParams(max_tokens=40))
