@@ -44,6 +44,8 @@ FLAGS: dict[str, Flag] = {
     "max_num_batched_tokens": Flag("tokens per engine step (chunked prefill budget)", type=int),
     "max_model_len": Flag("context limit (default: the model's)", type=_optional_int),
     "block_size": Flag("tokens per KV cache block", type=int),
+    "compile": Flag("CPU: run decode-only steps through torch.compile (minutes of compiling at the first "
+                    "decodes; --no-compile for eager)", type=bool),
 }
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
 
@@ -53,9 +55,14 @@ def add_engine_args(parser: argparse.ArgumentParser, names: Iterable[str], **def
     for name in names:
         spec = FLAGS[name]
         default = defaults.get(name, _DEFAULTS[name])
-        parser.add_argument(spec.flag or "--" + name.replace("_", "-"), dest=name, type=spec.type, default=default,
-                            choices=spec.choices, metavar=None if spec.choices else spec.metavar,
-                            help=spec.help if default is None else f"{spec.help} (default: {default})")
+        flag = spec.flag or "--" + name.replace("_", "-")
+        helptext = spec.help if default is None else f"{spec.help} (default: {default})"
+        if spec.type is bool:  # --name / --no-name
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                                help=helptext)
+            continue
+        parser.add_argument(flag, dest=name, type=spec.type, default=default, choices=spec.choices,
+                            metavar=None if spec.choices else spec.metavar, help=helptext)
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:
