@@ -56,7 +56,7 @@ def register(sub) -> None:
     p.add_argument("--prompt-len", type=int, default=32)
     p.add_argument("--tokens", type=int, default=64)
     add_engine_args(p, ["dtype", "device", "kernel_backend", "kv_cache_memory", "lm_head_quant",
-                        "max_num_batched_tokens", "model_impl"])
+                        "max_num_batched_tokens", "model_impl", "compile"])
     p.add_argument("--threads", type=int, default=None, help="torch threads for both engines (default: torch's)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_engine)

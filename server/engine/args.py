@@ -47,6 +47,8 @@ FLAGS: dict[str, Flag] = {
     "model_impl": Flag("model code: native (presso's layers), transformers (transformers' modeling code on "
                        "presso's paged KV: any causal LM, slower), auto (native when presso has the family)",
                        choices=MODEL_IMPLS),
+    "compile": Flag("CPU: run decode-only steps through torch.compile (minutes of compiling at the first "
+                    "decodes; --no-compile for eager)", type=bool),
 }
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
 
@@ -56,9 +58,14 @@ def add_engine_args(parser: argparse.ArgumentParser, names: Iterable[str], **def
     for name in names:
         spec = FLAGS[name]
         default = defaults.get(name, _DEFAULTS[name])
-        parser.add_argument(spec.flag or "--" + name.replace("_", "-"), dest=name, type=spec.type, default=default,
-                            choices=spec.choices, metavar=None if spec.choices else spec.metavar,
-                            help=spec.help if default is None else f"{spec.help} (default: {default})")
+        flag = spec.flag or "--" + name.replace("_", "-")
+        helptext = spec.help if default is None else f"{spec.help} (default: {default})"
+        if spec.type is bool:  # --name / --no-name
+            parser.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=default,
+                                help=helptext)
+            continue
+        parser.add_argument(flag, dest=name, type=spec.type, default=default, choices=spec.choices,
+                            metavar=None if spec.choices else spec.metavar, help=helptext)
 
 
 def engine_kwargs(args: argparse.Namespace) -> dict:

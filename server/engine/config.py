@@ -34,6 +34,7 @@ class EngineConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N: weights, KV pages and every step's tensors live there
     kernel_backend: str | None = None  # force one kernel backend (tests: triton under TRITON_INTERPRET=1)
     model_impl: str = "auto"  # auto: presso's native class, else transformers' code on the paged KV (generic)
+    compile: bool = False  # CPU: decode-only steps through torch.compile (server/engine/compiled.py)
 
     def validate(self) -> EngineConfig:
         if self.dtype not in DTYPE_NAMES:

@@ -92,7 +92,7 @@ class EngineCore:
                                    self.max_model_len, sliding)
         self.vocab_size = self.hf_config.get("vocab_size") or len(self.tokenizer)  # the logits' width
         self.guided = GuidedDecoding(self.tokenizer, self.vocab_size, self.eos_token_ids)
-        self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided)
+        self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided, config.compile)
         self.weight_bytes = source.nbytes()
         self.num_parameters = self.model.num_parameters()
 

@@ -4,7 +4,7 @@ Sequences are reordered decodes-first (the attention kernel batches all one-toke
 concatenated into input_ids/positions (T,), each token's KV slot computed from its block table, then the
 model runs once and logits are taken only at the rows that sample (and at prompt positions whose
 logprobs were requested). Data flow: SchedulerOutput -> execute() -> RunnerOutput.
-On a CUDA device the step's index tensors are built there (the forward runs under torch.device(dev))
+With `compile`, steps of decodes only run the model's compiled forward. On a CUDA device the step's index tensors are built there (the forward runs under torch.device(dev))
 and only the sampled rows' logits come back to the host, where the sampler and its generator live.
 """
 
@@ -16,6 +16,7 @@ import torch
 
 from presso.kernels.attention.types import PagedBatch, PrefillSpan
 from presso.server.engine import sampler
+from presso.server.engine.compiled import CompiledDecode
 from presso.server.engine.guided import GuidedDecoding
 from presso.server.engine.outputs import RunnerOutput, SampledToken, ScheduledSeq, SchedulerOutput
 from presso.server.engine.types import TokenLogprob
@@ -25,8 +26,10 @@ from presso.server.models.base import CausalLM
 
 class ModelRunner:
     def __init__(self, model: CausalLM, kv: KVCache, seed: int = 0, device: torch.device | str = "cpu",
-                 guided: GuidedDecoding | None = None):
+                 guided: GuidedDecoding | None = None, compile: bool = False):
         self.model, self.kv, self.guided = model, kv, guided
+        # all-decode steps through torch.compile (server/engine/compiled.py); CPU only, where it was measured
+        self.compiled = CompiledDecode(model) if compile and torch.device(device).type == "cpu" else None
         self.block_size = kv.block_size
         self.device = torch.device(device)
         self.generator = torch.Generator().manual_seed(seed)  # host-side: sampling runs on CPU
@@ -85,7 +88,8 @@ class ModelRunner:
         seqs = sorted(out.seqs, key=lambda s: s.num_tokens != 1)  # stable: decodes first
         with self._on_device():
             input_ids, positions, batch = self.prepare_inputs(seqs)
-            hidden = self.model(input_ids, positions, batch, self.kv)  # (T, hidden)
+            forward = self.compiled if self.compiled is not None and self.compiled.usable(batch) else self.model
+            hidden = forward(input_ids, positions, batch, self.kv)  # (T, hidden)
         ends, row = [], 0
         plp_rows: list[tuple[ScheduledSeq, int]] = []
         for s in seqs:

@@ -77,14 +77,19 @@ class Rotary(nn.Module):
         half = sin.shape[-1] // 2
         self._table = (cos, torch.cat((-sin[:, :half], sin[:, half:]), dim=-1))
 
+    def reserve(self, positions: torch.Tensor) -> None:
+        """Grow the table to cover positions (T,) long (reads their max back: a host sync)."""
+        if positions.numel() and (int(positions.max()) >= self._table[0].shape[0]
+                                  or self._table[0].device != self.inv_freq.device):
+            self._grow(int(positions.max()) + 1)
+
     def cos_sin(self, positions: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """positions (T,) long -> cos, signed sin (T, 1, D) in dtype (broadcast over heads).
 
         The sin's first half is negated in the table, so apply_rotary needs only a half swap.
         """
-        if positions.numel() and (int(positions.max()) >= self._table[0].shape[0]
-                                  or self._table[0].device != self.inv_freq.device):
-            self._grow(int(positions.max()) + 1)
+        if not torch.compiler.is_compiling():  # a compiled step reserve()d its positions beforehand
+            self.reserve(positions)
         cos, sin = (t[positions] for t in self._table)  # (T, D) fp32
         return cos.to(dtype)[:, None, :], sin.to(dtype)[:, None, :]
 

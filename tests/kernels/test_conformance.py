@@ -57,8 +57,8 @@ def wq_cases():
         (4, 32, True, False, torch.float32), (8, None, False, False, torch.float32),
     ]:
         qw = make_qw(96, 128, bits, group, zero, act)
-        # a decode-sized batch (packed CPU kernels) and a large one (the dense copy)
-        xs = [torch.randn(rows, 128, generator=torch.Generator().manual_seed(1)).to(dtype) for rows in (5, 20)]
+        # one row (int8 as two int4 planes), a decode-sized batch (packed CPU kernels), a large one (dense copy)
+        xs = [torch.randn(rows, 128, generator=torch.Generator().manual_seed(1)).to(dtype) for rows in (1, 5, 20)]
         yield f"b{bits}-g{group}-z{int(zero)}-a{int(act)}-{str(dtype)[6:]}", (qw, dtype, xs)
 
 

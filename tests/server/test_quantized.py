@@ -101,6 +101,6 @@ def test_packed_backends_are_used_with_bf16(quantized_dirs):
     core = EngineCore(EngineConfig(model=quantized_dirs["int8"], kv_cache_memory="8MiB"))
     assert core.dtype == torch.bfloat16
     modes = {k.mode for _, m in core.model.linears() for k in getattr(m, "kernels", [])}
-    assert modes == {"int8"}
+    assert modes and modes <= {"int8", "int8x2"}  # int8x2: one-row decodes as two int4 planes, else int8
     stats = core.stats()
     assert stats.bits_per_weight < 32 and stats.num_parameters > 0
