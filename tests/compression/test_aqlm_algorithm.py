@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-
-from presso.compression.aqlm.beam import beam_search
 from pydantic import ValidationError
 
+from presso.compression.aqlm.beam import beam_search
 from presso.compression.aqlm.config import AQLMConfig, AQLMParams
 from presso.compression.aqlm.init import initialise
 from presso.compression.aqlm.layer import quantize_layer
