@@ -40,6 +40,7 @@ def test_presets_load(name):
         ("steps: []\n", "steps"),
         ("format_version: 9\nsteps:\n  - {method: rtn, bits: 4}\n", "format_version"),
         ("steps:\n  - {method: aqlm, bits: 2}\n", "steps.0.bits"),
+        ("mixed: {target_bits: 3, method: aqlm}\n", "mixed.method"),
         ("steps:\n  - {method: aqlm, params: {scheme: 2y8}}\n", "steps.0.params.scheme"),
         ("steps:\n  - {method: aqlm, params: {scheme: 0x8}}\n", "steps.0.params.scheme"),
         ("steps:\n  - {method: aqlm}\n  - {method: rtn, bits: 4}\n", "(root)"),
