@@ -36,6 +36,11 @@ class LayerPlan:
     fallback: str | None  # e.g. "group_size 128 -> 96: 128 does not divide in_features 576"
     sparsity: SparsitySpec | None = None  # None: the step quantizes only
 
+    @property
+    def kinds(self) -> frozenset[str]:
+        quantizes = self.spec is not None or get_method(self.method).codebook
+        return frozenset(k for k, on in (("quantize", quantizes), ("prune", self.sparsity is not None)) if on)
+
 
 def matches(pattern: str, name: str, module: torch.nn.Module) -> bool:
     if pattern.startswith("re:"):
