@@ -1,8 +1,8 @@
-"""Offline subcommands of the `presso` console script: pull, data, eval, compress, distill, report, sweep.
+"""Offline subcommands of the `presso` console script: pull, data, eval, compress, report, sweep.
 
-`register(subparsers)` is called by presso.server.cli, which owns the one entry point. Each handler
-takes the parsed args and returns an exit status; PressoInputError is turned into one line + exit 2
-by the entry point.
+Each `add_<command>(subparsers)` adds one subcommand and returns its parser; presso.server.cli, the one
+module that registers every command, calls them. Each handler takes the parsed args and returns an exit
+status; PressoInputError is turned into one line + exit 2 by the entry point.
 """
 
 from __future__ import annotations
@@ -106,19 +106,29 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def add_pull(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("pull", help="install and convert an embedded model; prints its directory")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL, choices=sorted(EMBEDDED_MODELS))
     p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     p.set_defaults(func=_cmd_pull)
+    return p
 
+
+def add_data(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="real text datasets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
     dp = dsub.add_parser("pull", help="download a dataset (austen: Debian's r-cran-janeaustenr)")
     dp.add_argument("dataset", choices=["austen"])
     dp.set_defaults(func=_cmd_data_pull)
+    return d
 
-    e = sub.add_parser("eval", help="perplexity (GPTQ protocol) and size of a model directory")
+
+def add_eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """`presso eval`; the caller adds the engine flags of `--kv-cache` scoring and sets `make_scorer`."""
+    e = sub.add_parser("eval", help="perplexity (GPTQ protocol) and size of a model directory",
+                       description="Perplexity over non-overlapping windows of the text. With --kv-cache CODEC "
+                                   "every window is scored teacher-forced through the serving engine's paged KV "
+                                   "cache; without it, by plain forward passes.")
     e.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
     e.add_argument("--text", required=True, help="file path, austen:<novel> or wikitext2[:split]")
     e.add_argument("--ctx", type=int, default=1024, help="window length in tokens (non-overlapping)")
@@ -127,12 +137,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--progress", action="store_true", help="force the progress bar on")
     e.set_defaults(func=_cmd_eval)
+    return e
 
-    c = sub.add_parser("compress", help="quantize a model with a recipe into a compressed-tensors checkpoint")
+
+def add_compress(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    c = sub.add_parser("compress", help="compress a model with a recipe (compressed-tensors or AQLM checkpoint)")
     c.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
-    c.add_argument("--recipe", required=True, help="preset (w8, w4g64, gptq-w4g64, awq-w4g64, ...) or YAML file")
+    c.add_argument("--recipe", required=True,
+                   help="preset (w8, w4g64, gptq-w4g64, awq-w4g64, aqlm-2x8, ...) or YAML file")
     c.add_argument("--out", required=True, help="new checkpoint directory (must not exist)")
-    c.add_argument("--calib", default=None, help="calibration text spec (needed by gptq/awq)")
+    c.add_argument("--calib", default=None, help="calibration text spec (needed by gptq/awq/aqlm/...)")
     c.add_argument("--calib-samples", type=int, default=128, help="calibration windows")
     c.add_argument("--calib-len", type=int, default=512, help="tokens per calibration window")
     c.add_argument("--eval", default=None, help="text spec: perplexity before/after goes into report.json")
@@ -153,23 +167,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     target.add_argument("--target-size", default=None, help="mixed recipes: whole checkpoint size, e.g. 60MB")
     c.add_argument("--progress", action="store_true", help="force progress bars on")
     c.set_defaults(func=_cmd_compress)
+    return c
 
-    from presso.compression.aqlm.cli import register as register_aqlm  # `presso aqlm`
 
-    register_aqlm(sub)
-
-    from presso.compression.distill.cli import register as register_distill  # `presso distill` (KD recovery)
-
-    register_distill(sub)
-
+def add_report(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="compare compressed checkpoints: table + size-vs-perplexity PNG")
     r.add_argument("dirs", nargs="+", help="checkpoint directories written by presso compress")
     r.add_argument("--png", default="presso-report.png", help="where to write the plot")
     r.set_defaults(func=_cmd_report)
+    return r
 
+
+def add_sweep(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     w = sub.add_parser("sweep", help="compress + evaluate a grid of recipes (resumable): table + Pareto PNG")
     w.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
     w.add_argument("--grid", required=True, help="grid YAML: shared calib/eval settings and the points")
     w.add_argument("--out", required=True, help="sweep directory (reused: finished points are skipped)")
     w.add_argument("--progress", action="store_true", help="force progress bars on")
     w.set_defaults(func=_cmd_sweep)
+    return w

@@ -1,7 +1,9 @@
-"""The `presso` console script: one argparse tree for offline and online subcommands.
+"""The `presso` console script: the one module that registers every subcommand, offline and online.
 
-Offline commands (pull, data, eval, ...) come from presso.compression.cli; serving commands register
-here. User-input errors print one line `presso: error: ...` and exit with status 2.
+Each subsystem exposes the functions that add its parsers (presso.compression.cli.add_*, the distill,
+serve and bench `register`s); `build_parser` calls them all, in `presso --help` order. `eval` gets the
+engine flags of `--kv-cache` scoring from presso.server.engine.args here, when it is registered.
+User-input errors print one line `presso: error: ...` and exit with status 2.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 
 from presso.compression import cli as offline_cli
 from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.distill import cli as distill_cli
 from presso.server import bench, serve
 from presso.server.engine.args import add_engine_args
 
@@ -18,21 +21,23 @@ from presso.server.engine.args import add_engine_args
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="presso", description="compress Hugging Face LLMs and serve them")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    offline_cli.register(sub)
+    offline_cli.add_pull(sub)
+    offline_cli.add_data(sub)
+    evaluate = offline_cli.add_eval(sub)
+    add_engine_args(evaluate, ["kv_cache_dtype", "kv_window", "device", "kernel_backend"], kv_cache_dtype=None)
+    evaluate.set_defaults(make_scorer=_engine_scorer)  # --kv-cache CODEC: score through the paged KV cache
+    offline_cli.add_compress(sub)
+    distill_cli.register(sub)
+    offline_cli.add_report(sub)
+    offline_cli.add_sweep(sub)
     serve.register(sub)
     bench.register(sub)
-    evaluate = sub.choices["eval"]
-    evaluate.add_argument("--kv-cache", default=None, metavar="CODEC",
-                          help="score teacher-forced through presso's paged KV cache with this codec "
-                               "(bf16, fp16, fp32, int8, kivi2, rvq); default: plain forward passes")
-    add_engine_args(evaluate, ["kv_window", "device", "kernel_backend"])
-    evaluate.set_defaults(make_scorer=_engine_scorer)
     return parser
 
 
 def _engine_scorer(args: argparse.Namespace):
     """The engine-backed window scorer for `presso eval --kv-cache CODEC` (None without the flag)."""
-    if args.kv_cache is None:
+    if args.kv_cache_dtype is None:
         if args.kv_window:
             raise PressoInputError("--kv-window needs --kv-cache CODEC")
         return None
@@ -40,10 +45,10 @@ def _engine_scorer(args: argparse.Namespace):
     from presso.server.kv.scoring import EngineScorer
 
     try:
-        return EngineScorer(resolve_model_dir(args.model), args.kv_cache, dtype=args.dtype, ctx=args.ctx,
+        return EngineScorer(resolve_model_dir(args.model), args.kv_cache_dtype, dtype=args.dtype, ctx=args.ctx,
                             kv_window=args.kv_window, device=args.device, kernel_backend=args.kernel_backend)
     except ValueError as exc:
-        raise PressoInputError(f"--kv-cache {args.kv_cache}: {exc}") from None
+        raise PressoInputError(f"--kv-cache {args.kv_cache_dtype}: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:

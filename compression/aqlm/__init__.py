@@ -1,6 +1,7 @@
-"""presso.compression.aqlm: additive quantization (AQLM, arXiv 2401.06118) of Llama-family models.
+"""presso.compression.aqlm: additive quantization (AQLM, arXiv 2401.06118), the `aqlm` recipe method.
 
-config -> layer (init, beam search, least-squares updates on the output error) -> pipeline (layer by
-layer over a model, resumable via store) -> checkpoint (AQLM's Hugging Face layout) + loader (read
-back for `presso eval`) + run/cli (`presso aqlm`). Kernels live in presso.kernels.aqlm.
+config (the step's params) -> method (registered in presso.compression.methods; runs inside the shared
+sequential calibration) -> layer (init, beam search, least-squares updates on the output error) ->
+checkpoint (AQLM's Hugging Face layout, written by `presso compress`) + loader (read back for `presso
+eval`). Kernels live in presso.kernels.aqlm.
 """

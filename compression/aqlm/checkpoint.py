@@ -1,37 +1,27 @@
-"""Write an AQLM-quantized model as a checkpoint in AQLM's Hugging Face layout (+ presso files).
+"""Write the weights of an `aqlm` recipe's model in AQLM's Hugging Face layout.
 
-model (nn.Linears inside decoder layers replaced by AQLMLinear) -> `<out>/`:
+`presso compress` (compression/quantize/pipeline.py) calls `write_aqlm` inside its temp directory, after
+the shared calibration ran the `aqlm` steps; it writes the tokenizer, presso.json and report.json itself.
+model + the AQLMWeight of each quantized Linear -> nn.Linears swapped for AQLMLinear ->
   model.safetensors  `<linear>.codes` / `.codebooks` / `.scales` (+ `.bias`) for quantized linears, plain
-                     weights for the rest (embeddings, norms; a tied lm_head is not stored twice)
+                     weights for the rest (embeddings, norms, lm_head; a tied lm_head is not stored twice)
   config.json        the model config + quantization_config {quant_method: aqlm, ...}
-  presso.json        format_version 1: method, scheme, optimisation settings, calibration
-  report.json        bits per weight, bytes vs fp32, per-layer SQNR, perplexity before/after, wall time
-  tokenizer files    copied from the source directory.
-Everything is written into a temp directory beside `<out>`, which is renamed into place at the end.
+  generation_config.json  when the model has one.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
 
-from presso.compression.aqlm.config import AQLMConfig
+from presso.compression.aqlm.layer import AQLMWeight
 from presso.compression.aqlm.module import AQLMLinear
-from presso.compression.checkpoint.errors import PressoInputError
+from presso.kernels.aqlm.reference import nbits_of
 
-PRESSO_FORMAT_VERSION = 1
-_SKIP = {"config.json", "presso.json", "report.json"}
-
-
-def check_output_dir(out: Path) -> None:
-    """Refuse to overwrite a non-empty directory (checked before any work starts)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise PressoInputError(f"output directory exists and is not empty: {out}")
+FORMAT = "aqlm"
 
 
 def not_quantized_linears(model: torch.nn.Module) -> list[str]:
@@ -46,31 +36,32 @@ def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return state
 
 
-def write_checkpoint(
-    model: torch.nn.Module, source: Path, out: Path, cfg: AQLMConfig, presso_meta: dict, report: dict
-) -> Path:
-    check_output_dir(out)
-    if not any(isinstance(m, AQLMLinear) for m in model.modules()):
-        raise ValueError("the model has no AQLMLinear layers: quantize it first")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        save_file(model_tensors(model), str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        config = model.config.to_dict()
-        config["quantization_config"] = cfg.hf_quantization_config(not_quantized_linears(model))
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        for path in source.iterdir():
-            if path.is_file() and path.name not in _SKIP and not path.name.endswith((".safetensors", ".bin")):
-                shutil.copy2(path, tmp / path.name)
-        meta = {"format_version": PRESSO_FORMAT_VERSION, **presso_meta}
-        (tmp / "presso.json").write_text(json.dumps(meta, indent=2))
-        (tmp / "report.json").write_text(json.dumps(report, indent=2))
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+def hf_quantization_config(weights: list[AQLMWeight], not_quantized: list[str]) -> dict:
+    """The `quantization_config` block; AQLM's layout has one scheme, so every weight must share it."""
+    schemes = {(w.codebooks.shape[0], nbits_of(w.codebooks), w.codebooks.shape[2], w.codebooks.shape[3])
+               for w in weights}
+    assert len(schemes) == 1, f"one AQLM scheme per checkpoint, got {sorted(schemes)}"  # recipe-checked
+    num_codebooks, nbits, out_group, in_group = schemes.pop()
+    return {
+        "quant_method": "aqlm",
+        "in_group_size": in_group,
+        "out_group_size": out_group,
+        "num_codebooks": num_codebooks,
+        "nbits_per_codebook": nbits,
+        "linear_weights_not_to_quantize": sorted(not_quantized),
+    }
+
+
+@torch.no_grad()
+def write_aqlm(model: torch.nn.Module, weights: dict[str, AQLMWeight], out: Path) -> str:
+    """weights: module name -> AQLMWeight. Swaps the modules in `model` and writes into `out`. -> format."""
+    for name, w in weights.items():
+        old = model.get_submodule(name)
+        model.set_submodule(name, AQLMLinear.from_tensors(w.codes, w.codebooks, w.scales, old.bias))
+    save_file(model_tensors(model), str(out / "model.safetensors"), metadata={"format": "pt"})
+    config = model.config.to_dict()
+    config["quantization_config"] = hf_quantization_config(list(weights.values()), not_quantized_linears(model))
+    (out / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    if getattr(model, "generation_config", None) is not None:
+        model.generation_config.save_pretrained(out)
+    return FORMAT

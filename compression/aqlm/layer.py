@@ -3,7 +3,8 @@
 The alternation (AQLM, arXiv 2401.06118, Sec. 3): residual k-means init (init.py), then `rounds` times
 [codebooks by least squares, scales by least squares (update.py), codes by beam search (beam.py)],
 finishing with one more codebook and scale update. Every step is a monotone descent on the output
-error ||X W^T - X W_hat^T||^2; the result carries that error as output and weight SQNR for the report.
+error ||X W^T - X W_hat^T||^2. The result (AQLMWeight) is what the `aqlm` method (method.py) returns to
+the shared sequential calibration, which swaps in its dequantized weight and later exports the tensors.
 """
 
 from __future__ import annotations
@@ -18,34 +19,37 @@ from presso.compression.aqlm.init import initialise
 from presso.compression.aqlm.objective import damped, decode, layer_loss
 from presso.compression.aqlm.update import update_codebooks, update_scales
 from presso.compression.calibration.sequential import sqnr_db
-from presso.kernels.aqlm.reference import signed_codes
+from presso.kernels.aqlm.reference import dequantize, signed_codes
 
 
 @dataclass(frozen=True, slots=True)
-class QuantizedLayer:
+class AQLMWeight:
+    """One Linear in AQLM's Hugging Face layout (the tensors the checkpoint stores under the module name)."""
+
     codes: torch.Tensor  # (N, G, M) int8/int16, AQLM's signed storage
     codebooks: torch.Tensor  # (M, C, 1, 8) fp16
     scales: torch.Tensor  # (N, 1, 1, 1) fp16
     output_sqnr_db: float  # 10 log10(tr(W H W^T) / tr(E H E^T)) with the damped calibration H
-    weight_sqnr_db: float  # 10 log10(||W||^2 / ||W - W_hat||^2)
     loss_history: tuple[float, ...]  # objective after init and after each step, non-increasing
 
+    @property
+    def out_features(self) -> int:
+        return self.codes.shape[0]
 
-def quantize_layer(weight: torch.Tensor, hessian: torch.Tensor, cfg: AQLMConfig, seed: int = 0) -> QuantizedLayer:
-    """weight (N, K) any float dtype, hessian (K, K) = X^T X summed over calibration tokens.
+    @property
+    def in_features(self) -> int:
+        return self.codes.shape[1] * self.codebooks.shape[3]
 
-    Runs single-threaded: the search is thousands of small ops, for which 2 OpenMP threads on a shared
-    2-core machine were measured 10-100x slower than 1 (spinning barriers under contention).
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return _quantize_layer(weight, hessian, cfg, seed)
-    finally:
-        torch.set_num_threads(threads)
+    def dequantize(self) -> torch.Tensor:
+        """-> w_hat (N, K) fp32, decoded by the kernel spec from the stored fp16 tensors."""
+        return dequantize(self.codes, self.codebooks, self.scales)
 
 
-def _quantize_layer(weight: torch.Tensor, hessian: torch.Tensor, cfg: AQLMConfig, seed: int) -> QuantizedLayer:
+def quantize_layer(weight: torch.Tensor, hessian: torch.Tensor, cfg: AQLMConfig, seed: int = 0) -> AQLMWeight:
+    """weight (N, K) any float dtype, hessian (K, K) proportional to X^T X over calibration tokens (its
+    scale is irrelevant: it is normalised). Run it single-threaded (the shared calibration does): the
+    search is thousands of small ops, for which 2 OpenMP threads on a shared 2-core machine were measured
+    10-100x slower than 1."""
     if weight.shape[1] % cfg.in_group:
         raise ValueError(f"in_features {weight.shape[1]} is not a multiple of in_group_size {cfg.in_group}")
     w = weight.detach().float()
@@ -69,11 +73,10 @@ def _quantize_layer(weight: torch.Tensor, hessian: torch.Tensor, cfg: AQLMConfig
     approx = decode(codes, books16.float(), scales16.float())
     history.append(float(layer_loss(w, approx, h).sum()))
     signal = float(((w @ h) * w).sum())
-    return QuantizedLayer(
+    return AQLMWeight(
         codes=signed_codes(codes, cfg.nbits),
         codebooks=books16.view(cfg.num_codebooks, cfg.codebook_size, 1, cfg.in_group),
         scales=scales16.view(-1, 1, 1, 1),
         output_sqnr_db=sqnr_db(signal, history[-1]),
-        weight_sqnr_db=sqnr_db(float(w.pow(2).sum()), float((w - approx).pow(2).sum())),
         loss_history=tuple(history),
     )

@@ -7,7 +7,6 @@ safetensors are loaded strictly (only a tied lm_head may be absent) and the embe
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
@@ -15,17 +14,8 @@ from safetensors.torch import load_file
 
 from presso.compression.aqlm.module import AQLMLinear
 from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.checkpoint.presso_files import PRESSO_JSON, read_presso_file
 from presso.compression.eval.loader import register_loader
-
-SUPPORTED_FORMAT_VERSIONS = {1}
-
-
-def _check_presso_json(model_dir: Path) -> None:
-    path = model_dir / "presso.json"
-    if path.exists():
-        version = json.loads(path.read_text()).get("format_version")
-        if version not in SUPPORTED_FORMAT_VERSIONS:
-            raise PressoInputError(f"{path}: unsupported format_version {version!r} (this presso reads 1)")
 
 
 def _read_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
@@ -42,7 +32,8 @@ def _read_tensors(model_dir: Path) -> dict[str, torch.Tensor]:
 def load_aqlm(model_dir: Path, dtype: torch.dtype) -> torch.nn.Module:
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    _check_presso_json(model_dir)
+    if (model_dir / PRESSO_JSON).exists():
+        read_presso_file(model_dir / PRESSO_JSON)  # refuses an unknown format_version
     config = AutoConfig.from_pretrained(model_dir)
     qc = dict(config.quantization_config)
     if qc.get("out_group_size", 1) != 1:

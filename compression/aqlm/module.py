@@ -1,8 +1,8 @@
 """AQLMLinear: an nn.Linear replacement holding AQLM's `codes`, `codebooks`, `scales` (+ optional bias).
 
 Its buffer names are the tensor names of AQLM's Hugging Face layout, so `state_dict()` is what the
-checkpoint writer stores and the loader fills. forward() calls presso.kernels.aqlm.aqlm_matmul, which
-dispatches to the reference / CPU / Triton kernel.
+checkpoint writer stores and the loader fills. forward() calls presso.kernels.aqlm.aqlm_matmul, whose
+backend (reference / cpu / triton) the kernel registry picks.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ class QuantizedLayer:
     """The final state of one targeted Linear after all its plans."""
 
     plan: LayerPlan  # the quantizing plan when there is one, else the pruning plan
-    weight: QuantizedWeight | None  # None: pruned only (the module holds the masked fp32 weight)
+    weight: QuantizedWeight | None  # or a codebook method's weight (AQLMWeight); None: pruned only
     weight_sqnr_db: float  # 10 log10(|W|^2 / |W - W_hat|^2)
     output_sqnr_db: float | None  # same for W X on the calibration inputs (via H), None without calibration
     calib_tokens: int

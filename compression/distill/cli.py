@@ -1,7 +1,8 @@
 """`presso distill`: argparse wiring for knowledge-distillation recovery (compression/distill/run.py).
 
-Mounted by compression/cli.py's `register`; prints one JSON summary (perplexity before/after KD, steps,
-wall time) and returns 0, or lets PressoInputError reach the entry point (one line, exit status 2).
+Registered by presso.server.cli (the module that registers every command); prints one JSON summary
+(perplexity before/after KD, steps, wall time) and returns 0, or lets PressoInputError reach the entry
+point (one line, exit status 2).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""presso.compression.methods: weight quantizers by name (`rtn`, `gptq`, `awq`; others register later).
+"""presso.compression.methods: weight quantizers by name (`rtn`, `gptq`, `awq`, pruning methods, `aqlm`).
 
-recipe step (method name + params) -> registry entry -> per-Linear QuantizedWeight (integer codes,
-scales, zero points) that the checkpoint writer packs in the compressed-tensors format.
+recipe step (method name + params) -> registry entry -> per-Linear QuantizedWeight (presso.kernels.quant:
+packed integer codes, scales, zero points) that the checkpoint writer exports in the compressed-tensors
+format, or an AQLMWeight that compression/aqlm/checkpoint.py writes in AQLM's layout.
 """
 
 from presso.compression.methods.registry import (

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from presso.compression.calibration.hessian import HessianCollector
 from presso.compression.methods.clip import clipped_grid
-from presso.compression.methods.grid import GridSpec, dequantize, quantize_codes, rtn_quantize
+from presso.compression.methods.grid import GridSpec, dequantize, quantize_codes, rtn_quantize, to_weight
 from presso.compression.methods.registry import (
     LayerContext,
     LayerStats,
@@ -134,7 +134,7 @@ def quantize_awq(
     scale, zero = clipped_grid(w, stats.hessian.float(), spec, params.clip_grid, params.clip_min)  # (out, G)
     width = spec.width(w.shape[1])
     codes = quantize_codes(w, scale.repeat_interleave(width, 1), zero.repeat_interleave(width, 1), spec)
-    return QuantizedWeight(codes=codes.to(torch.int8), scale=scale, zero=zero.to(torch.int8), spec=spec)
+    return to_weight(codes, scale, zero, spec)
 
 
 AWQ = register_method(

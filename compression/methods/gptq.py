@@ -16,7 +16,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from presso.compression.methods.clip import clip_search, clipped_grid, minmax_grid
-from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes
+from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes, to_weight
 from presso.compression.methods.registry import LayerStats, Method, QuantizedWeight, register_method
 
 
@@ -110,7 +110,7 @@ def gptq_pass(w: torch.Tensor, h: torch.Tensor, spec: GridSpec, params: GptqPara
             err1[:, i] = err
         w[:, i2:] -= err1 @ u[i1:i2, i2:]
     codes = codes[:, torch.argsort(perm)]  # back to the original column order
-    return QuantizedWeight(codes=codes.to(torch.int8), scale=scale, zero=zero.to(torch.int8), spec=spec)
+    return to_weight(codes, scale, zero, spec)
 
 
 GPTQ = register_method(

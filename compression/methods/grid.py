@@ -3,7 +3,9 @@
 Conventions match compressed-tensors (so its packer re-derives exactly our codes): signed codes in
 [-2^(b-1), 2^(b-1)-1]; q = clamp(round(w / scale) + zero, qmin, qmax); w_hat = (q - zero) * scale.
 Symmetric grids have zero = 0 and scale = absmax / (2^(b-1) - 0.5) (GPTQ's convention);
-asymmetric grids map [min(w,0), max(w,0)] onto the full code range.
+asymmetric grids map [min(w,0), max(w,0)] onto the full code range. A method's result is the kernels'
+QuantizedWeight (presso.kernels.quant.types, packed once by `to_weight`); `spec_of` / `zero_of` read a
+grid back from one.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+
+from presso.kernels.quant.types import QuantizedWeight
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,3 +91,19 @@ def dequantize(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spe
     q = codes.to(scale.dtype).reshape(out_features, -1, width)  # (out, G, width)
     w = (q - zero.to(scale.dtype)[..., None]) * scale[..., None]
     return w.reshape(out_features, in_features)
+
+
+def to_weight(codes: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, spec: GridSpec) -> QuantizedWeight:
+    """codes (out, in) integral, scale (out, G) fp32, zero (out, G) integral on `spec` -> QuantizedWeight
+    (zero dropped when the grid is symmetric: it is all 0 there)."""
+    return QuantizedWeight.from_codes(codes.to(torch.int8), scale, None if spec.symmetric else zero,
+                                      spec.bits, spec.group_size)
+
+
+def spec_of(qw: QuantizedWeight) -> GridSpec:
+    return GridSpec(qw.num_bits, qw.group_size, qw.symmetric)
+
+
+def zero_of(qw: QuantizedWeight) -> torch.Tensor:
+    """(out, G) int8 zero points, zeros for a symmetric grid."""
+    return torch.zeros(qw.scale.shape, dtype=torch.int8) if qw.zero is None else qw.zero

@@ -1,11 +1,13 @@
 """Registry of weight-quantization and pruning methods, keyed by the name a recipe step uses.
 
-A method turns one Linear (+ its calibration statistics) into a QuantizedWeight (`quantize`), or prunes
+A method turns one Linear (+ its calibration statistics) into a QuantizedWeight (`quantize`; the kernels'
+type, see methods/grid.py), or prunes
 it (`prune`, presso.compression.prune: -> PrunedWeight with a keep-mask; `joint` methods also quantize
 the kept weights when the step sets bits). Methods that need a
 layer-level transform first (AWQ folds per-channel scales into the previous op) also supply
 `prepare_layer`, which gets the whole decoder layer and a callback that replays the calibration inputs.
-Other packages (e.g. presso.compression.aqlm) add methods with `register_method(Method(...))`.
+A `codebook` method (presso.compression.aqlm) quantizes without the integer grid: its steps set no
+bits, and `quantize` returns its own weight type (AQLMWeight), which also has `dequantize()`.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 from pydantic import BaseModel
 
 from presso.compression.checkpoint.errors import PressoInputError
-from presso.compression.methods.grid import GridSpec, dequantize
+from presso.compression.methods.grid import GridSpec
+from presso.kernels.quant.types import QuantizedWeight
 
 # Modules imported on first lookup; each registers its methods at import time.
 BUILTIN_MODULES = [
@@ -27,23 +30,8 @@ BUILTIN_MODULES = [
     "presso.compression.methods.gptq",
     "presso.compression.methods.awq",
     "presso.compression.prune.methods",
+    "presso.compression.aqlm.method",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class QuantizedWeight:
-    """One quantized Linear weight in the compressed-tensors convention (see methods/grid.py)."""
-
-    codes: torch.Tensor  # (out, in) int8, integers in [qmin, qmax]
-    scale: torch.Tensor  # (out, G) fp32; G = in / group_size, or 1 per channel
-    zero: torch.Tensor  # (out, G) int8; all zero when symmetric
-    spec: GridSpec
-    g_idx: torch.Tensor | None = None  # (in,) int32 group of each column; None = contiguous groups
-
-    def dequantize(self) -> torch.Tensor:
-        """-> w_hat (out, in) fp32."""
-        assert self.g_idx is None, "non-contiguous groups are not representable in pack-quantized"
-        return dequantize(self.codes, self.scale, self.zero, self.spec)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +69,7 @@ class Method:
     description: str = field(default="")
     prune: PruneFn | None = None  # set by pruning methods
     joint: bool = False  # `prune` also quantizes the kept weights when the step sets bits
+    codebook: bool = False  # quantizes into its own codebook format (no bits/group_size; see module doc)
 
     @property
     def prunes(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from pydantic import BaseModel, ConfigDict
 
-from presso.compression.methods.grid import GridSpec, rtn_quantize
+from presso.compression.methods.grid import GridSpec, rtn_quantize, to_weight
 from presso.compression.methods.registry import LayerStats, Method, QuantizedWeight, register_method
 
 
@@ -20,7 +20,7 @@ def quantize_rtn(
     linear: torch.nn.Linear, stats: LayerStats | None, spec: GridSpec, params: BaseModel
 ) -> QuantizedWeight:
     codes, scale, zero = rtn_quantize(linear.weight.detach().float(), spec)
-    return QuantizedWeight(codes=codes, scale=scale, zero=zero, spec=spec)
+    return to_weight(codes, scale, zero, spec)
 
 
 RTN = register_method(

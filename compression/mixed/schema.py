@@ -77,10 +77,12 @@ class MixedSpec(BaseModel):
     @field_validator("method", "error_method")
     @classmethod
     def _known_method(cls, value: str | None) -> str | None:
-        from presso.compression.methods.registry import available_methods
+        from presso.compression.methods.registry import available_methods, get_method
 
         if value is not None and value not in available_methods():
             raise ValueError(f"unknown method {value!r} (known: {', '.join(available_methods())})")
+        if value is not None and get_method(value).codebook:
+            raise ValueError(f"method {value} has no integer grid whose bits mixed precision could choose")
         return value
 
     @model_validator(mode="after")

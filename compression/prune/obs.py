@@ -21,7 +21,7 @@ import torch
 
 from presso.compression.methods.clip import clip_search
 from presso.compression.methods.gptq import GptqParams, damped, gptq_pass, inverse_factor
-from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes
+from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes, spec_of, to_weight, zero_of
 from presso.compression.methods.registry import QuantizedWeight
 from presso.compression.prune.masks import keep_mask
 from presso.compression.prune.rowobs import GridFit, exact_rows
@@ -34,7 +34,7 @@ def _start_grid(w: torch.Tensor, grid: Grid) -> tuple[GridSpec | None, torch.Ten
     if grid is None:
         return None, None, None
     if isinstance(grid, QuantizedWeight):
-        return grid.spec, grid.scale.float().clone(), grid.zero.float().clone()
+        return spec_of(grid), grid.scale.float().clone(), zero_of(grid).float()
     groups = grid.groups(w.shape[1])
     if grid.group_size is None:  # per channel: the row's range is needed before its first column
         scale, zero = grid_params(w, grid)
@@ -98,7 +98,7 @@ def sparsegpt(w: torch.Tensor, h: torch.Tensor, sparsity: SparsitySpec, grid: Gr
             w[:, i2:] -= err1 @ u[i1:i2, i2:]
     qw = None
     if spec is not None:
-        qw = QuantizedWeight(codes=codes.to(torch.int8), scale=scale, zero=zero.to(torch.int8), spec=spec)
+        qw = to_weight(codes, scale, zero, spec)
         w = qw.dequantize()
     return PrunedWeight(w * keep, keep, qw)
 
@@ -129,7 +129,7 @@ def sparsegpt_rows(w: torch.Tensor, h: torch.Tensor, sparsity: SparsitySpec, gri
     fit = None
     if isinstance(grid, QuantizedWeight):
         assert grid.g_idx is None, "non-contiguous groups cannot be re-rounded row by row"
-        fit = GridFit(grid.spec, fixed=(grid.scale, grid.zero))
+        fit = GridFit(spec_of(grid), fixed=(grid.scale, zero_of(grid)))
     elif grid is not None:
         fit = GridFit(grid, clip=clip)
     return exact_rows(w, damped(h, damp), first.keep, fit, actorder)

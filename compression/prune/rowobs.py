@@ -24,8 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from presso.compression.methods.clip import clipped_grid, minmax_grid
-from presso.compression.methods.grid import GridSpec, quantize_codes
-from presso.compression.methods.registry import QuantizedWeight
+from presso.compression.methods.grid import GridSpec, quantize_codes, to_weight
 from presso.compression.prune.types import PrunedWeight
 
 
@@ -126,8 +125,7 @@ def exact_rows(w: torch.Tensor, h: torch.Tensor, keep: torch.Tensor, grid: GridF
         out[rows] = out[rows].scatter(1, i, wk)
     if grid is None:
         return PrunedWeight(out * keep, keep, None)
-    qw = QuantizedWeight(codes=codes.to(torch.int8), scale=torch.cat(scales), zero=torch.cat(zeros).to(torch.int8),
-                         spec=grid.spec)
+    qw = to_weight(codes, torch.cat(scales), torch.cat(zeros), grid.spec)
     return PrunedWeight(qw.dequantize() * keep, keep, qw)
 
 

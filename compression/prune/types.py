@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from presso.compression.methods.grid import GridSpec
+from presso.compression.methods.grid import GridSpec, spec_of, to_weight, zero_of
 from presso.compression.methods.registry import QuantizedWeight
 
 Grid = GridSpec | QuantizedWeight | None
@@ -30,10 +30,10 @@ class PrunedWeight:
 
 def mask_codes(qw: QuantizedWeight, keep: torch.Tensor) -> QuantizedWeight:
     """Set pruned codes to their group's zero point (w_hat = 0 exactly); kept codes are unchanged."""
-    width = qw.spec.width(qw.codes.shape[1])
-    zero = qw.zero.repeat_interleave(width, 1).to(qw.codes.dtype)  # (out, in)
-    return QuantizedWeight(codes=torch.where(keep, qw.codes, zero), scale=qw.scale, zero=qw.zero, spec=qw.spec,
-                           g_idx=qw.g_idx)
+    assert qw.g_idx is None, "contiguous groups only"
+    spec, zero = spec_of(qw), zero_of(qw)  # zero (out, G) int8
+    full = zero.repeat_interleave(spec.width(qw.in_features), 1)  # (out, in)
+    return to_weight(torch.where(keep, qw.codes, full), qw.scale, zero, spec)
 
 
 def without_update(w: torch.Tensor, keep: torch.Tensor, grid: Grid) -> PrunedWeight:

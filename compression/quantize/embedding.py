@@ -24,8 +24,7 @@ from safetensors.torch import save_file
 
 from presso.compression.calibration.sequential import QuantizedLayer, sqnr_db
 from presso.compression.checkpoint.errors import PressoInputError
-from presso.compression.methods.grid import GridSpec, rtn_quantize
-from presso.compression.methods.registry import QuantizedWeight
+from presso.compression.methods.grid import GridSpec, rtn_quantize, to_weight
 from presso.compression.methods.rtn import RtnParams
 from presso.compression.recipes.embeddings import EmbeddingQuant
 from presso.compression.recipes.resolve import LayerPlan
@@ -47,7 +46,7 @@ def quantize_embedding(model: torch.nn.Module, spec: EmbeddingQuant) -> Quantize
     grid = GridSpec(spec.bits, group, spec.symmetric)
     w = emb.weight.detach().float()  # (V, hidden)
     codes, scale, zero = rtn_quantize(w, grid)
-    qw = QuantizedWeight(codes=codes, scale=scale, zero=zero, spec=grid)
+    qw = to_weight(codes, scale, zero, grid)
     w_hat = qw.dequantize()  # (V, hidden) fp32
     sqnr = sqnr_db(float(w.pow(2).sum()), float((w - w_hat).pow(2).sum()))
     emb.weight.copy_(w_hat.to(emb.weight.dtype))
@@ -84,5 +83,5 @@ def embedding_report(out: Path, q: QuantizedLayer, sizes: dict[str, int]) -> dic
     name, spec = q.plan.name, q.plan.spec
     nbytes = sum(v for k, v in sizes.items() if k.startswith(f"{name}.weight"))
     return {"name": name, "bits": spec.bits, "group_size": spec.group_size or "channel",
-            "symmetric": spec.symmetric, "bytes": nbytes, "fp32_bytes": 4 * q.weight.codes.numel(),
-            "bits_per_weight": 8.0 * nbytes / q.weight.codes.numel(), "weight_sqnr_db": q.weight_sqnr_db}
+            "symmetric": spec.symmetric, "bytes": nbytes, "fp32_bytes": 4 * q.weight.out_features * q.weight.in_features,
+            "bits_per_weight": 8.0 * nbytes / (q.weight.out_features * q.weight.in_features), "weight_sqnr_db": q.weight_sqnr_db}

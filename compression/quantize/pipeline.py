@@ -2,7 +2,7 @@
 
 check inputs -> load fp32 model -> [perplexity before] -> stages.transform (structured pruning, mixed
 precision, the recipe's steps, embedding RTN, KV codebooks) -> in a temp dir: compressed-tensors export
-(dense when nothing is quantized), tokenizer, [distillation], [perplexity after, re-loaded from the
+(AQLM's HF layout for `aqlm` recipes, dense when nothing is quantized), tokenizer, [distillation], [perplexity after, re-loaded from the
 written files], presso.json, report.json -> rename to --out. Any failure leaves no --out behind.
 """
 
@@ -93,7 +93,12 @@ def _check_inputs(opts: CompressOptions, recipe: Recipe, config: dict) -> None:
 def _write_weights(model, done: Transformed, tokenizer, tmp: Path, sparse_format: str) -> str:
     """The model's weights + tokenizer into tmp -> the checkpoint format written."""
     fmt = "dense"
-    if done.layers:
+    codebook = {q.plan.name: q.weight for q in done.layers if get_method(q.plan.method).codebook}
+    if codebook:  # the recipe keeps codebook steps alone (recipes/schema.py)
+        from presso.compression.aqlm.checkpoint import write_aqlm
+
+        fmt = write_aqlm(model, codebook, tmp)
+    elif done.layers:
         fmt = export_compressed(model, done.layers, tmp, sparse_format)
         if done.embedding is not None:
             finish_tied_embedding(tmp, bool(getattr(model.config, "tie_word_embeddings", False)))

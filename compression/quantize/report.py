@@ -1,7 +1,7 @@
 """report.json for a quantized checkpoint: size, per-layer error, perplexity, time, memory.
 
 bits per weight: (a) of the quantized Linears alone, from the bytes their packed codes, scales, zero
-points and shapes take in the written safetensors files; (b) of the whole checkpoint (all weight bytes
+points and shapes (AQLM: codes, fp16 codebooks and scales) take in the written safetensors files; (b) of the whole checkpoint (all weight bytes
 x 8 / logical parameters). Bytes are compared with the same parameters stored as fp32 and as bf16.
 Per-layer SQNR: of the weights, and of the Linear's outputs on the calibration inputs (via the Hessian).
 
@@ -24,7 +24,8 @@ from presso.compression.calibration.sequential import QuantizeResult
 from presso.compression.checkpoint.safetensors_check import tensor_bytes
 from presso.compression.eval.stats import weight_bytes_on_disk
 
-QUANT_TENSORS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx")
+QUANT_TENSORS = ("weight_packed", "weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx",
+                 "codes", "codebooks", "scales")  # compressed-tensors pack-quantized, then AQLM's layout
 SPARSE_TENSORS = ("weight", "shape", "compressed", "bitmask", "row_offsets")  # pruned only (bitmask or dense)
 GRID_TENSORS = ("weight_scale", "weight_zero_point", "weight_shape", "weight_g_idx")
 
@@ -54,7 +55,7 @@ def build_report(opts, out: Path, result: QuantizeResult, params: int, before: f
     pruned, targeted, saved = 0, 0, 0.0  # pruned / all weights of targeted Linears; compact-vs-disk bytes
     for q in result.layers:
         name, spec = q.plan.name, q.plan.spec
-        numel = q.weight.codes.numel() if q.weight is not None else q.mask.numel()
+        numel = q.weight.out_features * q.weight.in_features if q.weight is not None else q.mask.numel()
         nbytes = sum(sizes.get(f"{name}.{t}", 0) for t in (QUANT_TENSORS if q.weight is not None else SPARSE_TENSORS))
         if q.weight is not None:
             q_bytes, q_params = q_bytes + nbytes, q_params + numel

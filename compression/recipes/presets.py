@@ -44,4 +44,8 @@ PRESETS: dict[str, dict] = {
     **{f"structured-{p}": {"name": f"structured-{p}", "structured": {"ratio": p / 100, "mlp": True,
                                                                       "heads": False, "compensate": True}}
        for p in (10, 20, 30)},
+    # Additive quantization (compression/aqlm): every decoder Linear, written in AQLM's HF layout.
+    # 2x8 and 1x16 are ~2 bits per weight, 1x8 ~1 bit (codebooks and scales add a little).
+    **{f"aqlm-{s}": {"name": f"aqlm-{s}", "steps": [{"method": "aqlm", "params": {"scheme": s}}]}
+       for s in ("2x8", "1x16", "1x8")},
 }

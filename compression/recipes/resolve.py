@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.methods.grid import GridSpec
+from presso.compression.methods.registry import get_method
 from presso.compression.prune.masks import check_divisible
 from presso.compression.prune.spec import SparsitySpec
 from presso.compression.recipes.load import method_params
@@ -30,15 +31,15 @@ class LayerPlan:
     name: str  # full module name, e.g. model.layers.3.mlp.down_proj
     step: int  # index into recipe.steps
     method: str
-    spec: GridSpec | None  # None: the step prunes only
+    spec: GridSpec | None  # None: the step prunes only, or its method is a codebook method (aqlm)
     params: BaseModel
     fallback: str | None  # e.g. "group_size 128 -> 96: 128 does not divide in_features 576"
     sparsity: SparsitySpec | None = None  # None: the step quantizes only
 
     @property
     def kinds(self) -> frozenset[str]:
-        return frozenset(k for k, on in (("quantize", self.spec is not None), ("prune", self.sparsity is not None))
-                         if on)
+        quantizes = self.spec is not None or get_method(self.method).codebook
+        return frozenset(k for k, on in (("quantize", quantizes), ("prune", self.sparsity is not None)) if on)
 
 
 def matches(pattern: str, name: str, module: torch.nn.Module) -> bool:
@@ -75,7 +76,8 @@ def resolve_plan(recipe: Recipe, model: torch.nn.Module) -> list[LayerPlan]:
     for index, step in enumerate(recipe.steps):
         params = method_params(step.method, step.params, "", index)
         sparsity = step.sparsity_spec
-        kinds = [k for k, on in (("quantize", step.bits is not None), ("prune", sparsity is not None)) if on]
+        quantizes = step.bits is not None or get_method(step.method).codebook
+        kinds = [k for k, on in (("quantize", quantizes), ("prune", sparsity is not None)) if on]
         hits = 0
         for name, module in linears:
             if not any(matches(p, name, module) for p in step.targets):

@@ -23,7 +23,15 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from presso.compression.distill.spec import DistillSpec
 from presso.compression.mixed.schema import MixedSpec
@@ -73,7 +81,10 @@ class Step(BaseModel):
         from presso.compression.methods.registry import available_methods, get_method
 
         method = info.data.get("method")
-        if value is None and "sparsity" in info.data and info.data["sparsity"] is None:
+        codebook = method in available_methods() and get_method(method).codebook
+        if codebook and value is not None:
+            raise ValueError(f"method {method} sets its bits in params.scheme (e.g. 2x8), not in `bits`")
+        if value is None and not codebook and "sparsity" in info.data and info.data["sparsity"] is None:
             raise ValueError("a step needs bits (quantize), sparsity (prune) or both")
         if value is not None and method in available_methods() and not get_method(method).quantizes:
             raise ValueError(f"method {method} prunes only; quantize in a separate step (or use sparsegpt)")
@@ -129,3 +140,23 @@ class Recipe(BaseModel):
         if not value and info.data.get("structured", "invalid") is None and mixed is None:
             raise ValueError("at least one step is required (or a top-level `structured` or `mixed` block)")
         return value
+
+    @model_validator(mode="after")
+    def _codebook_steps_alone(self) -> Recipe:
+        """AQLM's Hugging Face layout holds codebook-quantized and dense Linears only, with one scheme."""
+        from presso.compression.methods.registry import get_method
+
+        codebook = [s for s in self.steps if get_method(s.method).codebook]
+        if not codebook:
+            return self
+        if len(codebook) != len(self.steps) or self.embeddings is not None:
+            raise ValueError(f"method {codebook[0].method} writes AQLM's Hugging Face layout, which has no "
+                             "integer-grid, pruned or quantized-embedding tensors: use it in every step, "
+                             "without `embeddings`")
+        try:
+            schemes = {get_method(s.method).params.model_validate(s.params).scheme for s in codebook}
+        except ValidationError:
+            return self  # the step's own params error is reported when its params are read
+        if len(schemes) > 1:
+            raise ValueError(f"the aqlm steps use different schemes {sorted(schemes)}; AQLM's layout has one")
+        return self

@@ -1,62 +1,49 @@
-"""AQLM (additive quantization) kernels and their dispatcher: the API callers use.
+"""AQLM (additive quantization) kernels, entered in presso.kernels.registry like every op family.
 
-`aqlm_matmul(x, codes, codebooks, scales, bias=None, backend=None)` -> x @ W^T and
-`aqlm_dequantize(codes, codebooks, scales)` -> W, for the layout specified in reference.py. The
-backend is, in order: the `backend` argument, `PRESSO_KERNEL_BACKEND`, else by device (CUDA with
-triton -> "triton", otherwise "cpu"). The linear layers of presso.server and presso.compression call
-these functions; the conformance test compares every entry of BACKENDS with "reference". The
-backends are also entered in presso.kernels.registry as op "aqlm_matmul" (same signature).
+Ops (same signatures for every backend; the layout is specified in reference.py):
+- "aqlm_matmul" (reference, cpu, triton): (x, codes, codebooks, scales, bias) -> x @ W^T in x's dtype;
+- "aqlm_dequantize" (reference, cpu): (codes, codebooks, scales) -> W (out_features, in_features) fp32.
+Layers resolve them once at load with `registry.get(op)` (the engine inside `registry.select`); backend
+choice and `PRESSO_KERNEL_BACKEND` are the registry's. `aqlm_matmul` / `aqlm_dequantize` below are
+conveniences for one-off calls (tests, compression) that resolve per call.
 """
 
 from __future__ import annotations
 
-import os
-
 import torch
 
-from presso.kernels import envs, registry
+from presso.kernels import registry
 from presso.kernels.aqlm import cpu, reference
 from presso.kernels.aqlm import triton as triton_kernel
 
-BACKENDS = {"reference": reference.matmul, "cpu": cpu.matmul, "triton": triton_kernel.matmul}
-for _name, _fn in BACKENDS.items():
-    if _name != "triton" or triton_kernel.available():
-        registry.register("aqlm_matmul", _name)(_fn)
+registry.register("aqlm_matmul", "reference")(reference.matmul)
+registry.register("aqlm_matmul", "cpu")(cpu.matmul)
+if triton_kernel.available():
+    registry.register("aqlm_matmul", "triton")(triton_kernel.matmul)
+registry.register("aqlm_dequantize", "reference")(reference.dequantize)
 
 
-def pick_backend(device: torch.device, backend: str | None = None) -> str:
-    """The backend name for tensors on `device` (see module docstring)."""
-    name = backend or envs.kernel_backend()
-    if name is None:
-        return "triton" if device.type == "cuda" and triton_kernel.available() else "cpu"
-    if name not in BACKENDS:
-        raise ValueError(f"unknown AQLM kernel backend {name!r}; choose one of {', '.join(BACKENDS)}")
-    if name == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
-        raise ValueError("the triton backend needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
-    if name == "cpu" and device.type != "cpu":
-        raise ValueError(f"the cpu backend needs CPU tensors, got {device}")
-    return name
+@registry.register("aqlm_dequantize", "cpu")
+def _cpu_dequantize(codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """The CPU kernel's fast full decode; it covers out_group_size 1 (codebooks (M, C, 1, 8)) only."""
+    if codebooks.shape[2] != 1:
+        return reference.dequantize(codes, codebooks, scales)
+    return cpu.dequantize(codes, codebooks, scales)
 
 
 def aqlm_matmul(
-    x: torch.Tensor,
-    codes: torch.Tensor,
-    codebooks: torch.Tensor,
-    scales: torch.Tensor,
-    bias: torch.Tensor | None = None,
-    backend: str | None = None,
+    x: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
+    bias: torch.Tensor | None = None, backend: str | None = None,
 ) -> torch.Tensor:
-    """x (..., in_features) -> (..., out_features) in x's dtype."""
-    return BACKENDS[pick_backend(x.device, backend)](x, codes, codebooks, scales, bias)
+    """x (..., in_features) -> (..., out_features) in x's dtype, on the backend the registry picks."""
+    return registry.get("aqlm_matmul", x.device.type, backend)(x, codes, codebooks, scales, bias)
 
 
 def aqlm_dequantize(
     codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor, backend: str | None = None
 ) -> torch.Tensor:
     """The dense weight (out_features, in_features), fp32 (see reference.dequantize)."""
-    if pick_backend(codes.device, backend) == "cpu" and codebooks.shape[2] == 1:
-        return cpu.dequantize(codes, codebooks, scales)
-    return reference.dequantize(codes, codebooks, scales)
+    return registry.get("aqlm_dequantize", codes.device.type, backend)(codes, codebooks, scales)
 
 
-__all__ = ["BACKENDS", "aqlm_dequantize", "aqlm_matmul", "pick_backend"]
+__all__ = ["aqlm_dequantize", "aqlm_matmul"]

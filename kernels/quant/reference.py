@@ -1,6 +1,6 @@
 """Reference (spec) of presso's weight-only integer quantization, in the compressed-tensors layout.
 
-Bit layout (`pack-quantized`): signed integers q in [-2^(b-1), 2^(b-1)) are stored as unsigned
+Bit layout (`pack-quantized`, packed and unpacked by packing.py): signed integers q in [-2^(b-1), 2^(b-1)) are stored as unsigned
 u = q + 2^(b-1), and each row is one little-endian bit stream of b-bit fields packed into int32 words:
 element j occupies bits [j*b, j*b + b) of the row. Zero points (asymmetric) are packed the same way but
 along dim 0; the reader unpacks those (small) at load with unpack_int32 on the transpose. Dequantization: w[n, k] = (q[n, k] - zero[n, g(k)]) * scale[n, g(k)], with
@@ -9,45 +9,14 @@ g(k) = g_idx[k] when an act-order g_idx is stored, else k // group_size (channel
 
 from __future__ import annotations
 
-import sys
-
 import torch
 
+from presso.kernels.quant.packing import pack_int32, unpack_int32
 from presso.kernels.quant.types import QuantizedWeight
 from presso.kernels.registry import register
 
-
-def unpack_int32(packed: torch.Tensor, num_bits: int, cols: int) -> torch.Tensor:
-    """(R, W) int32 bit streams -> (R, cols) int8 signed values."""
-    if num_bits in (4, 8) and sys.byteorder == "little":  # whole fields per byte: split bytes directly
-        b = packed.contiguous().view(torch.uint8)  # (R, 4W) the stream's bytes in order
-        u = b if num_bits == 8 else torch.stack((b & 0xF, b >> 4), dim=-1).flatten(1)
-        return (u[:, :cols].to(torch.int16) - (1 << (num_bits - 1))).to(torch.int8)
-    words = packed.to(torch.int64) & 0xFFFFFFFF  # (R, W) as unsigned
-    bit = torch.arange(cols, dtype=torch.int64) * num_bits
-    word, off = bit // 32, bit % 32
-    mask = (1 << num_bits) - 1
-    lo = words[:, word] >> off
-    nxt = words[:, (word + 1).clamp(max=words.shape[1] - 1)]
-    hi = torch.where(off + num_bits > 32, nxt << (32 - off), torch.zeros_like(lo))
-    u = (lo | hi) & mask
-    return (u - (1 << (num_bits - 1))).to(torch.int8)
-
-
-def pack_int32(q: torch.Tensor, num_bits: int) -> torch.Tensor:
-    """(R, C) signed ints -> (R, ceil(C*b/32)) int32 bit streams (the inverse of unpack_int32)."""
-    u = (q.to(torch.int64) + (1 << (num_bits - 1))) & ((1 << num_bits) - 1)  # (R, C) unsigned
-    rows, cols = u.shape
-    if num_bits == 8 and sys.byteorder == "little":  # bytes in order are the little-endian stream
-        padded = torch.nn.functional.pad(u.to(torch.uint8), (0, -cols % 4))
-        return padded.contiguous().view(torch.int32)
-    words = torch.zeros(rows, -(-cols * num_bits // 32) + 1, dtype=torch.int64)
-    for j in range(cols):
-        bit = j * num_bits
-        words[:, bit // 32] |= (u[:, j] << (bit % 32)) & 0xFFFFFFFF
-        words[:, bit // 32 + 1] |= u[:, j] >> (32 - bit % 32)
-    words = words[:, :-1]
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+__all__ = ["dequantize", "group_index", "pack_int32", "quantize_int4_groups", "quantize_int8_rows",
+           "unpack_int32", "unpack_zero_points"]
 
 
 def quantize_int8_rows(w: torch.Tensor) -> QuantizedWeight:

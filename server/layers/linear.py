@@ -170,7 +170,7 @@ def make_linear(prefixes: list[str], in_features: int, out_sizes: list[int], bia
 
 @register_linear("aqlm")
 class AqlmLinear(LinearMethod):
-    """AQLM's HF layout (codes, codebooks, scales) per shard, through presso.kernels.aqlm's dispatcher."""
+    """AQLM's HF layout (codes, codebooks, scales) per shard; the `aqlm_matmul` kernel is resolved at load."""
 
     def load(self, source) -> None:
         self.shards = []
@@ -180,9 +180,7 @@ class AqlmLinear(LinearMethod):
             scales = self._read(source, f"{p}.scales").to(self.dtype)
             self.shards.append((codes, codebooks, scales))
         self._load_bias(source)
-        from presso.kernels.aqlm import aqlm_matmul  # imported only for AQLM checkpoints
-
-        self._matmul = aqlm_matmul
+        self._matmul = kernels.get("aqlm_matmul")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         outs = [self._matmul(x, codes, books, scales) for codes, books, scales in self.shards]

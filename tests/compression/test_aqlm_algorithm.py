@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import pytest
 import torch
+from pydantic import ValidationError
 
 from presso.compression.aqlm.beam import beam_search
-from presso.compression.aqlm.config import AQLMConfig, parse_scheme
+from presso.compression.aqlm.config import AQLMConfig, AQLMParams
 from presso.compression.aqlm.init import initialise
 from presso.compression.aqlm.layer import quantize_layer
 from presso.compression.aqlm.objective import decode, layer_loss
 from presso.compression.aqlm.update import update_codebooks, update_scales
-from presso.compression.checkpoint.errors import PressoInputError
 from presso.kernels.aqlm.reference import dequantize
 
 
@@ -94,11 +94,12 @@ def test_quantize_layer_history_and_layout():
     assert q.scales.shape == (48, 1, 1, 1) and q.output_sqnr_db > 3
 
 
-def test_parse_scheme():
-    assert parse_scheme("1x16").codebook_size == 65536
-    assert parse_scheme("2x8", rounds=3).rounds == 3
-    for bad in ("2-8", "0x8", "1x17", ""):
-        with pytest.raises(PressoInputError):
-            parse_scheme(bad)
-    with pytest.raises(PressoInputError, match="--rounds"):
-        parse_scheme("2x8", rounds=0)
+def test_recipe_params_give_the_config():
+    assert AQLMParams(scheme="1x16").config().codebook_size == 65536
+    cfg = AQLMParams(scheme="2x8", rounds=3).config()
+    assert (cfg.num_codebooks, cfg.nbits, cfg.rounds, cfg.scheme) == (2, 8, 3, "2x8")
+    for bad in ("2-8", "0x8", "1x17", "9x8", ""):
+        with pytest.raises(ValidationError, match="scheme"):
+            AQLMParams(scheme=bad)
+    with pytest.raises(ValidationError, match="rounds"):
+        AQLMParams(rounds=0)

@@ -18,42 +18,26 @@ from presso.compression.eval import loader
 from presso.compression.quantize import CompressOptions, compress
 
 ASYM = "steps:\n  - {method: rtn, bits: 4, group_size: 32, symmetric: false}\n"
+AQLM = "steps:\n  - {method: aqlm, params: {scheme: 2x8, rounds: 1, kmeans_iters: 2, cg_iters: 2}}\n"
 RECIPES = {"asym-w4g32": ASYM, "wanda-2of4": "wanda-2of4", "sparsegpt-2of4-w4g64": "sparsegpt-2of4-w4g64",
-           "wanda-50": "wanda-50", "aqlm-2x8": None}
+           "wanda-50": "wanda-50", "aqlm-2x8": AQLM}
 # tensors that must come back bit-identical: the discrete part of each format (+ embeddings)
 FROZEN = (".weight_packed", ".weight_shape", ".codes", ".bitmask", ".shape", ".row_offsets", "embed_tokens.weight")
 TRAINED = (".weight_scale", ".scales", ".codebooks", ".compressed", "norm.weight")
 CFG = TrainConfig(steps=3, batch_size=2, seq_len=32, lr=2e-2, temperature=2.0, hidden_weight=0.5, seed=1)
 
 
-def _aqlm(dense, out) -> None:
-    from transformers import AutoModelForCausalLM
-
-    from presso.compression.aqlm import pipeline
-    from presso.compression.aqlm.checkpoint import write_checkpoint
-    from presso.compression.aqlm.config import AQLMConfig
-    from presso.compression.aqlm.store import LayerStore
-
-    cfg = AQLMConfig(num_codebooks=2, nbits=8, rounds=1, kmeans_iters=2, cg_iters=2)
-    model = AutoModelForCausalLM.from_pretrained(dense).eval()
-    ids = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(0))
-    pipeline.quantize_model(model, ids, cfg, LayerStore(out.parent / "aqlm-work", {"t": 1}), batch=2, progress=False)
-    write_checkpoint(model, dense, out, cfg, {"method": "aqlm"}, {"method": "aqlm"})
-
-
 @pytest.fixture(scope="module")
 def checkpoints(tiny_llama_dir, sample_text_file, tmp_path_factory):
     root = tmp_path_factory.mktemp("distill")
-    (root / "asym.yaml").write_text(ASYM)
     made = {}
     for name, recipe in RECIPES.items():
         src = root / name
-        if recipe is None:
-            _aqlm(tiny_llama_dir, src)
-        else:
-            recipe = str(root / "asym.yaml") if recipe == ASYM else recipe
-            compress(CompressOptions(model_dir=tiny_llama_dir, recipe=recipe, out=src, calib=str(sample_text_file),
-                                     calib_samples=4, calib_len=32, progress=False))
+        if "\n" in recipe:  # a YAML recipe, not a preset
+            (root / f"{name}.yaml").write_text(recipe)
+            recipe = str(root / f"{name}.yaml")
+        compress(CompressOptions(model_dir=tiny_llama_dir, recipe=recipe, out=src, calib=str(sample_text_file),
+                                 calib_samples=4, calib_len=32, progress=False))
         out = root / f"{name}-kd"
         distill(DistillOptions(src, tiny_llama_dir, out, str(sample_text_file), CFG, progress=False))
         made[name] = (src, out)

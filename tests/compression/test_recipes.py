@@ -17,11 +17,12 @@ def _write(tmp_path, text: str):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_load(name):
-    """Every preset validates and does something: quantize or prune steps, a mixed budget, or structured pruning."""
+    """Every preset validates and does something: quantize or prune steps (AQLM: a codebook scheme), a
+    mixed budget, or structured pruning."""
     recipe = load_recipe(name)
     assert recipe.steps or recipe.mixed is not None or recipe.structured is not None
     for step in recipe.steps:
-        assert step.bits in (2, 3, 4, 8) or step.sparsity is not None
+        assert step.bits in (2, 3, 4, 8) or step.sparsity is not None or step.params["scheme"] == name[5:]
 
 
 @pytest.mark.parametrize(
@@ -38,6 +39,12 @@ def test_presets_load(name):
         ("steps:\n  - {method: rtn, bits: 4, group_fallback: maybe}\n", "steps.0.group_fallback"),
         ("steps: []\n", "steps"),
         ("format_version: 9\nsteps:\n  - {method: rtn, bits: 4}\n", "format_version"),
+        ("steps:\n  - {method: aqlm, bits: 2}\n", "steps.0.bits"),
+        ("mixed: {target_bits: 3, method: aqlm}\n", "mixed.method"),
+        ("steps:\n  - {method: aqlm, params: {scheme: 2y8}}\n", "steps.0.params.scheme"),
+        ("steps:\n  - {method: aqlm, params: {scheme: 0x8}}\n", "steps.0.params.scheme"),
+        ("steps:\n  - {method: aqlm}\n  - {method: rtn, bits: 4}\n", "(root)"),
+        ("steps:\n  - {method: aqlm, targets: [q_proj]}\n  - {method: aqlm, params: {scheme: 1x8}}\n", "(root)"),
         ("steps:\n  - {bits: 4}\n", "steps.0.method"),
     ],
 )

@@ -26,6 +26,8 @@ points:
   - name: w3-inline
     recipe: {{steps: [{{method: rtn, bits: 3, group_size: 32}}]}}
   - {{name: w8-file, recipe: w8.yaml}}
+  - name: aqlm-1x8
+    recipe: {{steps: [{{method: aqlm, params: {{scheme: 1x8, rounds: 1, kmeans_iters: 2, cg_iters: 2}}}}]}}
 """
 
 
@@ -42,7 +44,8 @@ def test_sweep_writes_results_resumes_and_records_failures(tiny_llama_dir, grid_
     lines: list[str] = []
     first = run_sweep(tiny_llama_dir, grid_file, out, progress=False, log=lines.append)
     status = {r.name: r.status for r in first.rows}
-    assert status == {"dense": "ok", "w4g64": "ok", "not-yet": "failed", "w3-inline": "ok", "w8-file": "ok"}
+    assert status == {"dense": "ok", "w4g64": "ok", "not-yet": "failed", "w3-inline": "ok", "w8-file": "ok",
+                      "aqlm-1x8": "ok"}
     failed = next(r for r in first.rows if r.status == "failed")
     assert "points.2.recipe" in failed.error and "wanda-77" in failed.error and "\n" not in failed.error
     assert first.input_errors == 1 and first.other_errors == 0
@@ -54,12 +57,15 @@ def test_sweep_writes_results_resumes_and_records_failures(tiny_llama_dir, grid_
     assert rows["w4g64"].bits_per_weight == pytest.approx(4.5, abs=0.1)
     assert rows["w4g64"].megabytes < rows["dense"].megabytes and rows["w4g64"].ratio_vs_fp32 > 1
     assert rows["w3-inline"].effective_bits_per_weight < rows["w8-file"].effective_bits_per_weight
+    # AQLM 1x8 on the tiny model: 1 bit of codes + fp16 codebooks (256x8 per Linear) + fp16 row scales
+    assert rows["aqlm-1x8"].bits_per_weight == pytest.approx(8 * (73728 // 8 + 14 * 256 * 8 * 2 + 1024 * 2) / 73728)
+    assert rows["aqlm-1x8"].megabytes < rows["dense"].megabytes
     table = (out / "results.md").read_text()
     assert all(name in table for name in status) and "| perplexity |" in table
     with (out / "results.csv").open() as fh:
         assert [r["name"] for r in csv.DictReader(fh)] == list(status)
     data = json.loads((out / "results.json").read_text())
-    assert data["eval_tokens"] == 512 and len(data["points"]) == 5
+    assert data["eval_tokens"] == 512 and len(data["points"]) == 6
     png = out / "pareto.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
 
@@ -69,7 +75,7 @@ def test_sweep_writes_results_resumes_and_records_failures(tiny_llama_dir, grid_
     second = run_sweep(tiny_llama_dir, grid_file, out, progress=False, log=lines.append)
     assert {r.name: r.status for r in second.rows} == {**status, **{n: "skipped" for n in reports}}
     assert {n: (p.stat().st_mtime_ns, p.read_bytes()) for n, p in reports.items()} == before
-    assert sum("skipped" in line for line in lines) == 4
+    assert sum("skipped" in line for line in lines) == 5
     assert [r.perplexity for r in second.rows] == [r.perplexity for r in first.rows]
 
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from presso.kernels.aqlm import BACKENDS, aqlm_dequantize, aqlm_matmul, pick_backend
+from presso.kernels import registry
+from presso.kernels.aqlm import aqlm_dequantize, aqlm_matmul
 from presso.kernels.aqlm import reference as ref
 from presso.kernels.aqlm import triton as triton_kernel
 
@@ -39,7 +40,7 @@ def test_reference_decodes_by_hand():
     assert torch.equal(weight, expected.view(1, 16))
 
 
-@pytest.mark.parametrize("backend", [b for b in BACKENDS if b != "reference"])
+@pytest.mark.parametrize("backend", ["cpu", "triton"])
 @pytest.mark.parametrize("num_codebooks,nbits", CONFIGS)
 @pytest.mark.parametrize("batch", [1, 5])
 def test_backend_matches_reference(backend, num_codebooks, nbits, batch):
@@ -72,13 +73,18 @@ def test_cpu_lut_and_tiled_paths_agree():
     torch.testing.assert_close(cpu.lut_matmul(x, codes, books, scales), cpu.tiled_matmul(x, codes, books, scales, tile=7))
 
 
-def test_dispatch_honours_env(monkeypatch):
+def test_ops_are_in_the_kernel_registry_and_honour_the_env(monkeypatch):
+    ops = registry.registered()
+    assert {"reference", "cpu"} <= set(ops["aqlm_matmul"]) and set(ops["aqlm_dequantize"]) == {"reference", "cpu"}
+    assert ("triton" in ops["aqlm_matmul"]) == triton_kernel.available()
     monkeypatch.setenv("PRESSO_KERNEL_BACKEND", "reference")
-    assert pick_backend(torch.device("cpu")) == "reference"
+    assert registry.get("aqlm_matmul", "cpu") is ref.matmul
     monkeypatch.delenv("PRESSO_KERNEL_BACKEND")
-    assert pick_backend(torch.device("cpu")) == "cpu"
-    with pytest.raises(ValueError, match="unknown AQLM kernel backend"):
-        pick_backend(torch.device("cpu"), "nope")
+    with registry.select("cpu") as resolved:
+        registry.get("aqlm_matmul")
+    assert resolved == {"aqlm_matmul": "cpu"}
+    if triton_kernel.available():
+        assert registry.get("aqlm_matmul", "cuda") is triton_kernel.matmul
 
 
 def test_dequantize_matches_reference():

@@ -15,22 +15,9 @@ import torch
 from presso.kernels import registry
 from presso.kernels.attention.types import PagedBatch, PrefillSpan
 from presso.kernels.quant import QuantizedWeight
-from presso.kernels.quant.reference import unpack_int32
+from presso.kernels.quant.packing import pack_int32, unpack_int32
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
-
-
-def _pack(q: torch.Tensor, bits: int) -> torch.Tensor:
-    """Signed (R, C) ints -> (R, ceil(C*b/32)) int32 bit streams (the compressed-tensors layout)."""
-    u = (q.to(torch.int64) + (1 << (bits - 1))) & ((1 << bits) - 1)
-    rows, cols = u.shape
-    words = torch.zeros(rows, -(-cols * bits // 32), dtype=torch.int64)
-    for j in range(cols):
-        bit = j * bits
-        words[:, bit // 32] |= (u[:, j] << (bit % 32)) & 0xFFFFFFFF
-        if bit % 32 + bits > 32:
-            words[:, bit // 32 + 1] |= u[:, j] >> (32 - bit % 32)
-    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
 
 
 def make_qw(n, k, bits, group, zero, act_order, seed=0) -> QuantizedWeight:
@@ -45,7 +32,7 @@ def make_qw(n, k, bits, group, zero, act_order, seed=0) -> QuantizedWeight:
         perm = torch.randperm(k, generator=g)
         g_idx = torch.empty(k, dtype=torch.int32)
         g_idx[perm] = (torch.arange(k) // group).to(torch.int32)
-    return QuantizedWeight(_pack(q, bits), scale, zp, g_idx, bits, group, n, k)
+    return QuantizedWeight(pack_int32(q, bits), scale, zp, g_idx, bits, group, n, k)
 
 
 def wq_cases():
@@ -119,14 +106,17 @@ def test_backend_matches_reference(op, backend):
         assert rel < tol, f"{op}/{backend} case {name}: relative error {rel:.2e}"
 
 
-def test_reference_unpack_matches_compressed_tensors():
+def test_packing_matches_compressed_tensors():
     ct = pytest.importorskip("compressed_tensors.compressors.pack_quantized.helpers")
     g = torch.Generator().manual_seed(0)
     for bits in (2, 3, 4, 5, 8):
-        q = torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (7, 70), generator=g)
-        packed = ct.pack_to_int32(q.to(torch.int8), bits)
-        assert torch.equal(packed, _pack(q, bits))
-        assert torch.equal(unpack_int32(packed, bits, 70), q.to(torch.int8))
+        for cols in (1, 9, 70, 576):
+            q = torch.randint(-(1 << (bits - 1)), 1 << (bits - 1), (7, cols), generator=g)
+            packed = ct.pack_to_int32(q.to(torch.int8), bits)
+            assert torch.equal(pack_int32(q, bits), packed), (bits, cols)
+            assert torch.equal(unpack_int32(packed, bits, cols), q.to(torch.int8))
+            qw = QuantizedWeight.from_codes(q, torch.ones(7, 1), None, bits, None)
+            assert torch.equal(qw.codes, q.to(torch.int8)) and torch.equal(qw.dequantize(), q.float())
 
 
 def test_sparse_bitmask_layout_matches_compressed_tensors():
