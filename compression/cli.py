@@ -135,6 +135,56 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_quality(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from presso.compression.checkpoint.errors import PressoInputError
+    from presso.compression.quality.bench import QualityOptions, run_quality
+    from presso.compression.quality.report import plot, render_markdown
+    from presso.kernels import envs
+
+    split = [x.strip() for x in args.presets.split(",") if x.strip()]
+    types = [x.strip() for x in args.llama_types.split(",") if x.strip()]
+    if not split and not types:
+        raise PressoInputError("--presets and --llama-types are both empty: nothing to compare")
+    opts = QualityOptions(
+        model_dir=resolve_model_dir(args.model), presets=tuple(split), llama_types=tuple(types),
+        work=Path(args.work).expanduser() if args.work else envs.presso_home() / "bench" / "quality",
+        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len, calib_seed=args.calib_seed,
+        windows=args.windows, ctx=args.ctx, imatrix=not args.no_imatrix, progress=args.progress)
+    rows = run_quality(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
+    command = "presso bench quality " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    table = render_markdown(rows, opts, command)
+    out = Path(args.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = plot(rows, out.with_suffix(".png"))
+    out.write_text(f"# Quality: presso vs llama.cpp on the evaluation suite\n\n{table}\n![quality]({png.name})\n")
+    print(table)
+    print(f"wrote {out} and {png}")
+    return 0
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    """`presso bench quality` (mounted under the server's `presso bench`): never in CI, needs `make peers`."""
+    q = bench.add_parser("quality", help="presso presets vs llama.cpp quants (same calibration) on the "
+                                         "evaluation suite, one scorer: markdown + PNG")
+    q.add_argument("--model", default="smollm2-135m", help="the dense model (dir or pulled name)")
+    q.add_argument("--presets", default="w4g64,gptq-w4g64", help="comma list of presso presets / recipe files")
+    q.add_argument("--llama-types", default="Q4_0,Q4_K_M,Q3_K_M", help="comma list of llama-quantize types")
+    q.add_argument("--no-imatrix", action="store_true", help="llama.cpp without an importance matrix (control)")
+    q.add_argument("--calib", default="mix", help="calibration for both tools (default: the mix)")
+    q.add_argument("--calib-samples", type=int, default=128)
+    q.add_argument("--calib-len", type=int, default=512)
+    q.add_argument("--calib-seed", type=int, default=0)
+    q.add_argument("--windows", type=int, default=SUITE_WINDOWS, help="suite windows per domain")
+    q.add_argument("--ctx", type=int, default=1024, help="suite window length")
+    q.add_argument("--work", default=None, help="cache of built models (default $PRESSO_HOME/bench/quality)")
+    q.add_argument("--out", default="docs/results/quality.md", help="markdown (the PNG goes beside it)")
+    q.add_argument("--progress", action="store_true")
+    q.set_defaults(func=_cmd_bench_quality)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("pull", help="install and convert an embedded model; prints its directory")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL, choices=sorted(EMBEDDED_MODELS))

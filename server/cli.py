@@ -20,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     offline_cli.register(sub)
     serve.register(sub)
-    bench.register(sub)
+    offline_cli.register_bench(bench.register(sub))  # `presso bench quality` lives with the compression code
     evaluate = sub.choices["eval"]
     evaluate.add_argument("--kv-cache", default=None, metavar="CODEC",
                           help="score teacher-forced through presso's paged KV cache with this codec "

@@ -43,8 +43,9 @@ def _kernels(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    """Adds `presso bench engine|kv|kernels` to the console script."""
+def register(sub):
+    """Adds `presso bench engine|kv|guided|peers|kernels` to the console script; returns the `bench`
+    subparsers (the compression CLI mounts `quality` there)."""
     bench = sub.add_parser("bench", help="micro and engine benchmarks").add_subparsers(
         dest="bench_cmd", required=True, metavar="WHAT")
     p = bench.add_parser("engine", help="presso engine vs transformers generate(): decode and aggregate tok/s")
@@ -95,3 +96,4 @@ def register(sub) -> None:
     c.add_argument("--threads", type=int, default=1, help="torch threads during the benchmark")
     c.add_argument("--json", action="store_true", help="print one JSON list")
     c.set_defaults(func=_kernels)
+    return bench

@@ -78,3 +78,33 @@ def test_suite_report_means():
     assert report["delta_pct"] == pytest.approx(15.0)
     assert report["before"] == pytest.approx(math.sqrt(200.0))
     assert suite_report(None, after)["delta_pct"] is None
+
+
+def test_calibration_free_recipe_runs_no_calibration_pass(tiny_llama_dir, tmp_path):
+    from presso.compression.quantize import CompressOptions, compress
+
+    report = compress(CompressOptions(model_dir=tiny_llama_dir, recipe="magnitude-50", out=tmp_path / "m",
+                                      calib="mix", progress=False))
+    assert report["calibration"] is None
+    assert all(layer["output_sqnr_db"] is None for layer in report["layers"])
+    opted = compress(CompressOptions(model_dir=tiny_llama_dir, recipe="w4g64", out=tmp_path / "w", calib="mix",
+                                     calib_samples=16, calib_len=32, report_samples=3, progress=False))
+    assert opted["calibration"]["samples"] == 3 and opted["calibration"]["seed"] == 0
+    assert sum(opted["calibration"]["corpora"].values()) == 3
+    assert all(layer["output_sqnr_db"] is not None for layer in opted["layers"])
+
+
+def test_compress_eval_suite_reports_every_domain(tiny_llama_dir, tmp_path):
+    from presso.compression.quantize import CompressOptions, compress
+
+    report = compress(CompressOptions(model_dir=tiny_llama_dir, recipe="gptq-w4g64", out=tmp_path / "g",
+                                      calib_samples=4, calib_len=32, eval_text="suite", eval_ctx=64, progress=False))
+    ppl = report["perplexity"]
+    assert report["calibration"]["corpora"] == {"austen": 1, "kjv": 1, "pydoc": 1, "pycode": 1}
+    assert list(ppl["domains"]) == list(corpora.CORPORA) and ppl["windows"] == 8 and ppl["ctx"] == 64
+    deltas = [d["delta_pct"] for d in ppl["domains"].values()]
+    assert ppl["delta_pct"] == pytest.approx(sum(deltas) / len(deltas))
+    suite = evaluate_suite(tmp_path / "g", tiny_llama_dir, windows=8, ctx=64)["perplexity"]
+    for name, domain in suite["domains"].items():
+        assert domain["after"] == pytest.approx(ppl["domains"][name]["after"], rel=1e-9)
+        assert domain["before"] == pytest.approx(ppl["domains"][name]["before"], rel=1e-9)

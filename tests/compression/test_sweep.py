@@ -135,3 +135,21 @@ def test_kd_point_errors(tmp_path, points, field):
     path.write_text("eval: x\npoints:\n" + points)
     with pytest.raises(PressoInputError, match=field):
         load_grid(path)
+
+
+def test_sweep_on_the_suite_has_per_domain_columns(tiny_llama_dir, tmp_path):
+    grid = tmp_path / "grid.yaml"  # calib and eval left to their defaults: the mix and the suite
+    grid.write_text("calib_samples: 4\ncalib_len: 32\neval_ctx: 64\npoints:\n"
+                    "  - {name: dense, dense: true}\n  - {name: w4g64, recipe: w4g64}\n")
+    result = run_sweep(tiny_llama_dir, grid, tmp_path / "s", progress=False, log=lambda _: None)
+    rows = {r.name: r for r in result.rows}
+    assert rows["dense"].delta_pct == 0.0 and set(rows["dense"].domains) == {"austen", "kjv", "pydoc", "pycode",
+                                                                             "melville"}
+    w4 = rows["w4g64"]
+    assert w4.delta_pct == pytest.approx(sum(w4.domains.values()) / 5)
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert "| Δ % kjv |" in table and "mean Δ %" in table and f"{w4.domains['melville']:+.2f}" in table
+    with (tmp_path / "s" / "results.csv").open() as fh:
+        assert float(next(r for r in csv.DictReader(fh) if r["name"] == "w4g64")["delta_pct_pycode"]) == \
+            pytest.approx(w4.domains["pycode"])
+    assert (tmp_path / "s" / "pareto.png").is_file()
