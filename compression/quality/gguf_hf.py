@@ -79,6 +79,8 @@ def gguf_to_hf(path: Path, dense_dir: Path, out: Path) -> Path:
     from gguf.quants import dequantize
     from safetensors.torch import save_file
 
+    if out.exists():
+        raise PressoInputError(f"{out} already exists")
     config = json.loads((dense_dir / "config.json").read_text())
     if config.get("model_type") != "llama":
         raise PressoInputError(f"GGUF -> HF is implemented for Llama models, not {config.get('model_type')!r}")
