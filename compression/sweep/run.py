@@ -20,6 +20,7 @@ from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import REPORT_JSON, read_presso_file, write_presso_file
 from presso.compression.distill.spec import DistillSpec
 from presso.compression.eval.suite import SUITE, SUITE_WINDOWS, is_suite, score_suite, suite_report
+from presso.compression.eval.suite_run import scores_of
 from presso.compression.recipes.presets import PRESETS
 from presso.compression.report.pareto import ParetoPoint, plot_pareto
 from presso.compression.sweep.grid import Grid, Point, load_grid
@@ -125,10 +126,18 @@ def _distill(model_dir: Path, grid: Grid, point: Point, out: Path, progress: boo
         raise PressoInputError(f"point {point.name}: KD trains on `distill.text` or the grid's `calib` text; "
                                "neither is set")
     target = out / "points" / point.name
+    suite = is_suite(grid.eval)  # KD's own eval reads one text: the suite is scored here, after it
     distill(DistillOptions(model_dir=source, teacher_dir=model_dir, out=target, text=text,
-                           train=spec.train_config(), eval_text=grid.eval, eval_tokens=grid.eval_tokens,
-                           eval_ctx=grid.eval_ctx, progress=progress))
-    return read_presso_file(target / REPORT_JSON)
+                           train=spec.train_config(), eval_text=None if suite else grid.eval,
+                           eval_tokens=grid.eval_tokens, eval_ctx=grid.eval_ctx, progress=progress))
+    report = read_presso_file(target / REPORT_JSON)
+    if suite:
+        before = _dense_perplexity(out, grid)
+        scores = scores_of(target, SUITE_WINDOWS, grid.eval_ctx, progress=progress)
+        report["perplexity"] = suite_report(before if isinstance(before, dict) else None, scores)
+        report.pop("format_version", None)
+        write_presso_file(target, REPORT_JSON, report)
+    return report
 
 
 def _one_line(exc: BaseException) -> str:

@@ -140,7 +140,8 @@ def test_kd_point_errors(tmp_path, points, field):
 def test_sweep_on_the_suite_has_per_domain_columns(tiny_llama_dir, tmp_path):
     grid = tmp_path / "grid.yaml"  # calib and eval left to their defaults: the mix and the suite
     grid.write_text("calib_samples: 4\ncalib_len: 32\neval_ctx: 64\npoints:\n"
-                    "  - {name: dense, dense: true}\n  - {name: w4g64, recipe: w4g64}\n")
+                    "  - {name: dense, dense: true}\n  - {name: w4g64, recipe: w4g64}\n"
+                    "  - {name: kd, distill_from: w4g64, distill: {steps: 1, seq_len: 32, batch_size: 1, autocast: 'off'}}\n")
     result = run_sweep(tiny_llama_dir, grid, tmp_path / "s", progress=False, log=lambda _: None)
     rows = {r.name: r for r in result.rows}
     assert rows["dense"].delta_pct == 0.0 and set(rows["dense"].domains) == {"austen", "kjv", "pydoc", "pycode",
@@ -153,3 +154,6 @@ def test_sweep_on_the_suite_has_per_domain_columns(tiny_llama_dir, tmp_path):
         assert float(next(r for r in csv.DictReader(fh) if r["name"] == "w4g64")["delta_pct_pycode"]) == \
             pytest.approx(w4.domains["pycode"])
     assert (tmp_path / "s" / "pareto.png").is_file()
+    kd = rows["kd"]  # KD trains on the mix's text and is scored on the suite afterwards
+    assert kd.status == "ok", kd.error
+    assert set(kd.domains) == set(w4.domains) and kd.domains != w4.domains
