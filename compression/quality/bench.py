@@ -12,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from presso.compression.calibration import calibration_windows
 from presso.compression.checkpoint.presso_files import REPORT_JSON, read_presso_file
 from presso.compression.eval import loader
-from presso.compression.eval.suite import SuiteScores, delta_pct
+from presso.compression.eval.suite import DomainScore, SuiteScores, delta_pct
 from presso.compression.eval.suite_run import scores_of
 
 
@@ -80,17 +80,25 @@ def _preset(opts: QualityOptions, name: str, log) -> tuple[Path, float]:
 def run_quality(opts: QualityOptions, log=print) -> list[QualityRow]:
     from presso.compression.quality.peer import peer_models
 
-    def score(path: Path) -> SuiteScores:
-        return scores_of(path, opts.windows, opts.ctx, progress=opts.progress)
+    def score(path: Path, name: str) -> SuiteScores:
+        """Suite scores, cached per model name under the calibration's work dir (a rerun resumes)."""
+        cache = opts.work / calib_key(opts) / "scores" / f"{name.replace(' ', '_')}-{opts.windows}x{opts.ctx}.json"
+        if cache.is_file():
+            data = json.loads(cache.read_text())
+            return SuiteScores(tuple(DomainScore(**d) for d in data["domains"]), data["windows"], data["ctx"])
+        log(f"scoring {name} ...")
+        scores = scores_of(path, opts.windows, opts.ctx, progress=opts.progress)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"model": str(path), "windows": scores.windows, "ctx": scores.ctx,
+                                     "domains": [asdict(d) for d in scores.domains]}, indent=1))
+        return scores
 
-    log(f"scoring the dense model {opts.model_dir} ...")
-    dense = score(opts.model_dir)
+    dense = score(opts.model_dir, "dense")
     rows = [_row("dense (fp32)", "dense", None, dense, dense, 0.0)]
     for name in opts.presets:
         path, seconds = _preset(opts, name, log)
         bits = (read_presso_file(path / REPORT_JSON).get("bits_per_weight") or {}).get("quantized_linears")
-        log(f"scoring presso {name} ...")
-        rows.append(_row(f"presso {name}", "presso", bits, score(path), dense, seconds))
+        rows.append(_row(f"presso {name}", "presso", bits, score(path, f"presso-{Path(name).stem}"), dense, seconds))
     if opts.llama_types:
         tokenizer = loader.load_tokenizer(opts.model_dir)
         windows = calibration_windows(tokenizer, opts.calib, opts.calib_samples, opts.calib_len, opts.calib_seed)
@@ -100,6 +108,6 @@ def run_quality(opts: QualityOptions, log=print) -> list[QualityRow]:
                             opts.work / calib_key(opts) / "llama.cpp", opts.imatrix)
         built = time.perf_counter() - start
         for label, (path, sizes) in peers.items():
-            log(f"scoring {label} ({json.dumps(sizes.types)}) ...")
-            rows.append(_row(label, "llama.cpp", sizes.linear_bits, score(path), dense, built / len(peers)))
+            log(f"{label}: tensor types {json.dumps(sizes.types)}")
+            rows.append(_row(label, "llama.cpp", sizes.linear_bits, score(path, path.name), dense, built / len(peers)))
     return rows
