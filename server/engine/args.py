@@ -49,6 +49,8 @@ FLAGS: dict[str, Flag] = {
                        choices=MODEL_IMPLS),
     "compile": Flag("CPU: run decode-only steps through torch.compile (minutes of compiling at the first "
                     "decodes; --no-compile for eager)", type=bool),
+    "engine_process": Flag("serving: schedule and run the model in a separate engine-core process (the API "
+                           "process tokenizes, detokenizes and streams)", type=bool),
 }
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
 

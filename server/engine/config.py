@@ -35,6 +35,7 @@ class EngineConfig:
     kernel_backend: str | None = None  # force one kernel backend (tests: triton under TRITON_INTERPRET=1)
     model_impl: str = "auto"  # auto: presso's native class, else transformers' code on the paged KV (generic)
     compile: bool = False  # CPU: decode-only steps through torch.compile (server/engine/compiled.py)
+    engine_process: bool = False  # serving: the EngineCore in its own process (engine/process_engine.py)
 
     def validate(self) -> EngineConfig:
         if self.dtype not in DTYPE_NAMES:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from presso.server.engine.checks import RequestLimits, check_fits
 from presso.server.engine.outputs import RunnerOutput, ScheduledSeq, SchedulerOutput
 from presso.server.engine.request import Request, Status
 from presso.server.engine.types import RequestDelta
@@ -41,19 +42,15 @@ class Scheduler:
     # ---- admission and cancellation ------------------------------------------------------------------
     def check(self, prompt_token_ids, params) -> None:
         """Raise ValueError when a request can never run (empty, too long, larger than the whole cache)."""
-        n = len(prompt_token_ids)
-        if n == 0:
-            raise ValueError("prompt must contain at least one token")
-        if n > self.max_model_len or (n == self.max_model_len and params.max_tokens > 0):
-            raise ValueError(f"prompt has {n} tokens; the model's maximum context length is "
-                             f"{self.max_model_len} tokens, including at least one generated token")
-        worst = min(n + max(params.max_tokens, 1), self.max_model_len)
-        need = self.bm.blocks_needed(worst)
-        if self.sliding_window:  # the window plus one step's chunk, each possibly straddling a block edge
-            need = min(need, self.bm.blocks_needed(self.sliding_window + self.max_num_batched_tokens) + 1)
-        if need > self.bm.num_blocks:
-            raise ValueError(f"request needs up to {worst} tokens of KV cache but the cache holds only "
-                             f"{self.bm.num_blocks * self.bm.block_size}")
+        check_fits(len(prompt_token_ids), params, self.limits(vocab_size=0))
+
+    def limits(self, vocab_size: int) -> RequestLimits:
+        """What admission checks against; with a sliding window only the window plus one step's chunk (each
+        possibly straddling a block edge) is ever held."""
+        window_blocks = 0
+        if self.sliding_window:
+            window_blocks = self.bm.blocks_needed(self.sliding_window + self.max_num_batched_tokens) + 1
+        return RequestLimits(self.max_model_len, self.bm.block_size, self.bm.num_blocks, vocab_size, window_blocks)
 
     def add(self, request: Request) -> None:
         if request.request_id in self.requests:

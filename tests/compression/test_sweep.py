@@ -85,7 +85,7 @@ def test_sweep_writes_results_resumes_and_records_failures(tiny_llama_dir, grid_
     ("eval: x\npoints:\n  - {name: a, recipe: w8, dense: true}\n", "points.0"),
     ("eval: x\npoints:\n  - {name: 'a b', recipe: w8}\n", "points.0.name"),
     ("eval: x\npoints:\n  - {name: a, recipe: w8}\n  - {name: a, recipe: w8}\n", "points"),
-    ("points:\n  - {name: a, recipe: w8}\n", "eval"),
+    ("calib_seed: y\npoints:\n  - {name: a, recipe: w8}\n", "calib_seed"),
 ])
 def test_grid_errors_name_the_file_and_field(tmp_path, body, field):
     path = tmp_path / "grid.yaml"
@@ -141,3 +141,25 @@ def test_kd_point_errors(tmp_path, points, field):
     path.write_text("eval: x\npoints:\n" + points)
     with pytest.raises(PressoInputError, match=field):
         load_grid(path)
+
+
+def test_sweep_on_the_suite_has_per_domain_columns(tiny_llama_dir, tmp_path):
+    grid = tmp_path / "grid.yaml"  # calib and eval left to their defaults: the mix and the suite
+    grid.write_text("calib_samples: 4\ncalib_len: 32\neval_ctx: 64\npoints:\n"
+                    "  - {name: dense, dense: true}\n  - {name: w4g64, recipe: w4g64}\n"
+                    "  - {name: kd, distill_from: w4g64, distill: {steps: 1, seq_len: 32, batch_size: 1, autocast: 'off'}}\n")
+    result = run_sweep(tiny_llama_dir, grid, tmp_path / "s", progress=False, log=lambda _: None)
+    rows = {r.name: r for r in result.rows}
+    assert rows["dense"].delta_pct == 0.0 and set(rows["dense"].domains) == {"austen", "kjv", "pydoc", "pycode",
+                                                                             "melville"}
+    w4 = rows["w4g64"]
+    assert w4.delta_pct == pytest.approx(sum(w4.domains.values()) / 5)
+    table = (tmp_path / "s" / "results.md").read_text()
+    assert "| Δ % kjv |" in table and "mean Δ %" in table and f"{w4.domains['melville']:+.2f}" in table
+    with (tmp_path / "s" / "results.csv").open() as fh:
+        assert float(next(r for r in csv.DictReader(fh) if r["name"] == "w4g64")["delta_pct_pycode"]) == \
+            pytest.approx(w4.domains["pycode"])
+    assert (tmp_path / "s" / "pareto.png").is_file()
+    kd = rows["kd"]  # KD trains on the mix's text and is scored on the suite afterwards
+    assert kd.status == "ok", kd.error
+    assert set(kd.domains) == set(w4.domains) and kd.domains != w4.domains
