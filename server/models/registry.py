@@ -9,11 +9,10 @@ import torch
 from presso.compression.checkpoint.config import DTYPES, read_config
 from presso.server.layers.quant_config import QuantConfig
 from presso.server.models.base import CausalLM
+from presso.server.models.families import LLAMA_LIKE
 from presso.server.models.gpt2 import GPT2LMHeadModel
 from presso.server.models.llama import LlamaForCausalLM
 from presso.server.models.weights import WeightSource
-
-LLAMA_FAMILY = ("llama", "mistral", "qwen2", "smollm", "smollm2")
 
 
 def resolve_dtype(name: str, cfg: dict) -> torch.dtype:
@@ -36,14 +35,14 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu") -> tupl
     kind = cfg.get("model_type")
     source = WeightSource(model_dir, device)
     with torch.device(device):
-        if kind in LLAMA_FAMILY:
+        if kind in LLAMA_LIKE:
             model: CausalLM = LlamaForCausalLM(cfg, qc, dtype)
         elif kind == "gpt2":
             root = "transformer" if source.has("transformer.wte.weight") else ""
             model = GPT2LMHeadModel(cfg, qc, dtype, root)
         else:
             raise ValueError(f"config.json model_type {kind!r} is not supported "
-                             f"(supported: {', '.join(LLAMA_FAMILY + ('gpt2',))})")
+                             f"(supported: {', '.join(LLAMA_LIKE + ('gpt2',))})")
         model.load(source)
     model.eval()
     return model, cfg, source
