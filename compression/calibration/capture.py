@@ -1,4 +1,4 @@
-"""Find a causal LM's decoder layers and capture what the first one receives, batch by batch.
+"""Capture what a causal LM's first decoder layer receives, batch by batch (layers found by layers.py).
 
 windows (N, L) int64 -> model forward stopped at decoder layer 0 by a pre-hook -> per batch of B windows:
 hidden states (B, L, H) fp32 and the keyword arguments the model passes every layer (rotary
@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
+from presso.compression.calibration.layers import decoder_layers
+
 
 @dataclass(frozen=True, slots=True)
 class LayerBatch:
@@ -20,15 +22,6 @@ class LayerBatch:
 
 class _Stop(Exception):
     """Raised by the capture hook: nothing past decoder layer 0 needs to run."""
-
-
-def decoder_layers(model: torch.nn.Module) -> tuple[str, torch.nn.ModuleList]:
-    """-> (qualified name, ModuleList) of the model's decoder layers (num_hidden_layers long)."""
-    count = getattr(model.config, "num_hidden_layers", None) or getattr(model.config, "n_layer", None)
-    for name, module in model.named_modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == count:
-            return name, module
-    raise ValueError(f"cannot find {count} decoder layers in {type(model).__name__}")
 
 
 def layer_output(out) -> torch.Tensor:

@@ -1,7 +1,9 @@
-"""Tiny random models of the Llama-like families (Qwen3, Phi-3 with longrope and partial RoPE, SmolLM3 with
-NoPE layers), built from transformers' own config classes and saved with save_pretrained (no download).
+"""Tiny random models of the families presso serves natively (Qwen3, Phi-3 with longrope and partial RoPE,
+SmolLM3 with NoPE layers) and of those the compressor must handle too (Mistral, Gemma 2, Gemma 3 text and
+multimodal), built from transformers' own config classes and saved with save_pretrained (no download).
 
-Init std 0.3 (as the Llama parity model) gives peaked logits, so greedy parity is a meaningful check.
+Init std 0.3 (as the Llama parity model) gives peaked logits, so greedy parity is a meaningful check;
+intermediate 192 and hidden 64 are divisible by the presets' group size 64.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from conftest import build_tokenizer
 # below it (transformers' generate() recomputes the whole cache with the long factors when a sequence crosses
 # it; presso rotates by position, see server/layers/rotary.py); the crossing is checked on logits separately.
 PHI3_ORIGINAL_MAX = 256
-FAMILIES = ("qwen3", "phi3", "smollm3")
+FAMILIES = ("qwen3", "phi3", "smollm3")  # served natively (tests/server/test_families.py)
+COMPRESS_FAMILIES = (*FAMILIES, "mistral", "gemma2", "gemma3_text", "gemma3")
 
 
 def family_config(family: str, vocab: int, bos: int, eos: int, original_max: int = PHI3_ORIGINAL_MAX):
     import transformers
 
-    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+    common = dict(vocab_size=vocab, hidden_size=64, intermediate_size=192, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, initializer_range=0.3, tie_word_embeddings=False,
                   bos_token_id=bos, eos_token_id=eos, pad_token_id=None)
     if family == "qwen3":  # head_dim 32 from the config (not hidden / heads = 16)
@@ -39,6 +42,18 @@ def family_config(family: str, vocab: int, bos: int, eos: int, original_max: int
     if family == "smollm3":  # every 2nd layer without RoPE (layer 1 here)
         return transformers.SmolLM3Config(**common, max_position_embeddings=512, no_rope_layer_interval=2,
                                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
+    if family == "mistral":
+        return transformers.MistralConfig(**common, max_position_embeddings=512, sliding_window=None)
+    if family in ("gemma2", "gemma3_text"):
+        cls = transformers.Gemma2Config if family == "gemma2" else transformers.Gemma3TextConfig
+        return cls(**common, head_dim=16, max_position_embeddings=512, sliding_window=32)
+    if family == "gemma3":  # multimodal: a vision tower with as many layers as the text decoder
+        text = family_config("gemma3_text", vocab, bos, eos).to_dict()
+        vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                      image_size=28, patch_size=14)
+        return transformers.Gemma3Config(text_config=text, vision_config=vision, mm_tokens_per_image=4,
+                                         image_token_index=vocab - 1, boi_token_index=vocab - 2,
+                                         eoi_token_index=vocab - 3)
     raise ValueError(f"unknown family {family!r}")
 
 
