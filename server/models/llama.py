@@ -25,7 +25,7 @@ from presso.server.models.base import CausalLM
 from presso.server.models.families import LlamaLayout, llama_layout
 
 
-def _no_rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+def no_rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """A NoPE layer's keys read back from a pre-RoPE codec: unrotated, fp32 like apply_rotary's callers get."""
     return x.float()
 
@@ -71,7 +71,7 @@ class LlamaLayer(nn.Module):
         if self.use_rope:
             qk = apply_rotary(qk, cos, sin)  # q and k at once
         else:
-            rope = _no_rope
+            rope = no_rope
         q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]  # (T, H, D), (T, Hkv, D)
         v = qkv[:, n_qk * self.head_dim:].view(t, self.n_kv, self.head_dim)
         a = kv.attend(q, k, v, batch, self.scale, k_pre, rope)
