@@ -44,9 +44,10 @@ def family_config(family: str, vocab: int, bos: int, eos: int, original_max: int
                                           rope_parameters={"rope_type": "default", "rope_theta": 10000.0})
     if family == "mistral":
         return transformers.MistralConfig(**common, max_position_embeddings=512, sliding_window=None)
-    if family in ("gemma2", "gemma3_text"):
+    if family in ("gemma2", "gemma3_text"):  # one sliding-window (32) and one global layer
         cls = transformers.Gemma2Config if family == "gemma2" else transformers.Gemma3TextConfig
-        return cls(**common, head_dim=16, max_position_embeddings=512, sliding_window=32)
+        return cls(**common, head_dim=16, max_position_embeddings=512, sliding_window=32,
+                   layer_types=["sliding_attention", "full_attention"])
     if family == "gemma3":  # multimodal: a vision tower with as many layers as the text decoder
         text = family_config("gemma3_text", vocab, bos, eos).to_dict()
         vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,

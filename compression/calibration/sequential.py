@@ -160,7 +160,7 @@ def quantize_model(
         if mine:
             done += _calibrate_layer(layer, base, steps, modules, batches, bar, prepared)
         if not last:
-            batches = [LayerBatch(out, b.kwargs) for out, b in zip(_replay(layer, batches, bar), batches, strict=True)]
+            batches = [b.advance(out) for out, b in zip(_replay(layer, batches, bar), batches, strict=True)]
         bar.close()
     return QuantizeResult(_ordered(done, plans), prepared)
 

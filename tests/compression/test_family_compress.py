@@ -126,3 +126,26 @@ def test_pre_rope_keys_rotate_to_the_cached_keys(name, tmp_path):
         uses_rope = name != "smollm3" or model.config.no_rope_layers[i]
         rotated = rotate(k, k, cos, sin)[0] if uses_rope else k
         assert torch.allclose(rotated[0].transpose(0, 1), k_post, atol=1e-5), (name, i)
+
+
+def test_layer_by_layer_replay_reproduces_the_model(family, windows):
+    """Replaying each decoder layer on the previous one's output, with the arguments captured for *that*
+    layer, gives transformers' own hidden states: Gemma's sliding-window masks (window 32 < 48 tokens here)
+    and Gemma 3's local RoPE base reach the right layers."""
+    from presso.compression.calibration.capture import capture_layer_inputs, layer_output
+
+    name, model_dir = family
+    model = loader.load_model(model_dir)
+    with torch.inference_mode():
+        expected = model(input_ids=windows, output_hidden_states=True).hidden_states  # (layers + 1) x (B, L, H)
+    _, layers = decoder_layers(model)
+    batches = capture_layer_inputs(model, windows, 2)
+    assert all(bool(b.per_layer) == name.startswith("gemma") for b in batches)  # Llama-like: stop at layer 0
+    final_norm = model.get_decoder().norm  # transformers' last hidden state is after the final norm
+    for i, layer in enumerate(layers):
+        with torch.inference_mode():
+            outs = [layer_output(layer(b.hidden, **b.kwargs)) for b in batches]  # each (B, L, H)
+            got = torch.cat(outs) if i + 1 < len(layers) else final_norm(torch.cat(outs))
+        torch.testing.assert_close(got, expected[i + 1], rtol=1e-4, atol=1e-4)
+        if i + 1 < len(layers):
+            batches = [b.advance(out) for b, out in zip(batches, outs, strict=True)]
