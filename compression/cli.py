@@ -255,8 +255,9 @@ def add_compress(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print one JSON line")
     c.add_argument("--kv", default=None, metavar="rvq[:stages=S,codebook=C,group=G,keys=auto|pre_rope|post_rope]",
                    help="also calibrate KV-cache RVQ codebooks (presso_kv.safetensors; needs --calib); keys: "
-                        "pre_rope codes k_proj's output and the server rotates keys after decoding (auto: "
-                        "pre_rope on RoPE models); post_rope allows code-space decode scoring")
+                        "pre_rope codes the keys before RoPE (k_proj's output, after Qwen3's k_norm) and the "
+                        "server rotates keys after decoding (auto: pre_rope on RoPE models); post_rope allows "
+                        "code-space decode scoring")
     target = c.add_mutually_exclusive_group()  # mixed precision: override a `mixed` recipe's target
     target.add_argument("--target-bits", type=float, default=None,
                         help="mixed recipes: average bits per weight of the targeted Linears (scales included)")

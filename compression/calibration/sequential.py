@@ -17,13 +17,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from presso.compression.calibration.capture import (
-    LayerBatch,
-    capture_layer_inputs,
-    decoder_layers,
-    layer_output,
-)
+from presso.compression.calibration.capture import LayerBatch, capture_layer_inputs, layer_output
 from presso.compression.calibration.hessian import HessianCollector
+from presso.compression.calibration.layers import decoder_layers
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.methods.registry import LayerContext, LayerStats, QuantizedWeight, get_method
 from presso.compression.prune.types import mask_codes
@@ -164,7 +160,7 @@ def quantize_model(
         if mine:
             done += _calibrate_layer(layer, base, steps, modules, batches, bar, prepared)
         if not last:
-            batches = [LayerBatch(out, b.kwargs) for out, b in zip(_replay(layer, batches, bar), batches, strict=True)]
+            batches = [b.advance(out) for out, b in zip(_replay(layer, batches, bar), batches, strict=True)]
         bar.close()
     return QuantizeResult(_ordered(done, plans), prepared)
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
+from presso.compression.calibration.layers import decoder_linears
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.distill.modules import CodebookLinear, GroupQuantLinear, MaskedLinear
 from presso.compression.prune.bitmask import SPARSE_FORMATS
@@ -167,8 +168,9 @@ def load_student(model_dir: Path) -> Student:
     model.tie_weights()
     for p in model.parameters():
         p.requires_grad_(False)
+    decoder = set(decoder_linears(model)) if kind == "dense" else set()
     for name, module in model.named_modules():
-        dense_linear = kind == "dense" and isinstance(module, torch.nn.Linear) and ".layers." in f".{name}."
+        dense_linear = name in decoder
         if name in modules or _is_norm(module) or dense_linear:
             for p in module.parameters(recurse=False):
                 p.requires_grad_(True)

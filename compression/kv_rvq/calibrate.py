@@ -14,9 +14,10 @@ from dataclasses import replace
 import torch
 from tqdm.auto import tqdm
 
+from presso.compression.calibration.layers import decoder_layers
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.kv_codebooks import LayerCodebooks, RVQSpec
-from presso.compression.kv_rvq.collect import collect_kv
+from presso.compression.kv_rvq.collect import collect_kv, key_source
 from presso.compression.kv_rvq.kmeans import residual_kmeans
 from presso.kernels.kvcache import reference as kvref
 
@@ -61,13 +62,22 @@ def _fit(x: torch.Tensor, spec: RVQSpec, interleaved: bool, seed: int, max_vecto
 
 
 def resolve_keys(spec: RVQSpec, model) -> RVQSpec:
-    """keys=auto -> pre_rope for models with a rotary embedding and k_proj (Llama family), else post_rope."""
+    """keys=auto -> pre_rope for models with a rotary embedding whose layers expose their pre-RoPE keys
+    (k_norm, k_proj or a fused qkv_proj), else post_rope."""
     if spec.keys != "auto":
         return spec
     rotary = any(type(m).__name__.endswith("RotaryEmbedding") for m in model.modules())
-    layers = getattr(getattr(model, "model", None), "layers", None) or []
-    k_proj = bool(layers) and all(hasattr(getattr(layer, "self_attn", None), "k_proj") for layer in layers)
-    return replace(spec, keys="pre_rope" if rotary and k_proj else "post_rope")
+    cfg = model.config
+    heads = getattr(cfg, "num_attention_heads", None)
+    head_dim = getattr(cfg, "head_dim", None) or (cfg.hidden_size // heads if heads else 0)
+    n_kv = getattr(cfg, "num_key_value_heads", None) or heads
+    try:
+        layers = decoder_layers(model)[1]
+    except ValueError:
+        layers = []
+    found = bool(layers) and heads is not None and all(
+        key_source(layer, heads, n_kv, head_dim) is not None for layer in layers)
+    return replace(spec, keys="pre_rope" if rotary and found else "post_rope")
 
 
 def calibrate_rvq(model, windows: torch.Tensor, spec: RVQSpec, seed: int = 0, max_vectors: int = 200_000,

@@ -1,6 +1,7 @@
 """`awq`: activation-aware weight quantization (Lin et al., arXiv 2306.00978), per decoder layer.
 
-prepare_layer: for each (smooth op -> balanced Linears) pair of a Llama-style layer, accumulate the
+prepare_layer: for each (smooth op -> balanced Linears) pair of a decoder layer (found for any family by
+awq_pairs.py: norms by data flow, v -> o and up -> down by name, fused Phi-3 rows included), accumulate the
 Linears' input Gram matrix G = X^T X (in, in) and mean|X| (in,), search s = mean|X|^alpha (alpha on a
 grid) minimising ||Q(W diag s) (X / s) - W X||^2 summed over the balanced Linears (computed from G),
 then fold: smooth op's output channels / s, balanced weights' columns * s (the model's function is
@@ -14,6 +15,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from presso.compression.calibration.hessian import HessianCollector
+from presso.compression.methods.awq_pairs import LayerFeeds, fold
 from presso.compression.methods.clip import clipped_grid
 from presso.compression.methods.grid import GridSpec, dequantize, quantize_codes, rtn_quantize, to_weight
 from presso.compression.methods.registry import (
@@ -25,14 +27,6 @@ from presso.compression.methods.registry import (
 )
 from presso.compression.methods.rtn import quantize_rtn
 
-# (smooth op, balanced Linears) relative to a Llama-style decoder layer; applied when all are present.
-MAPPINGS = [
-    ("input_layernorm", ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")),
-    ("self_attn.v_proj", ("self_attn.o_proj",)),
-    ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
-    ("mlp.up_proj", ("mlp.down_proj",)),
-]
-
 
 class AwqParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -41,26 +35,6 @@ class AwqParams(BaseModel):
     clip: bool = Field(True, description="search a per-group range shrink after scaling")
     clip_grid: int = Field(20, ge=1, le=100)
     clip_min: float = Field(0.5, gt=0, le=1, description="smallest range ratio tried")
-
-
-def _smooth_width(module: torch.nn.Module) -> int | None:
-    if isinstance(module, torch.nn.Linear):
-        return module.out_features
-    weight = getattr(module, "weight", None)
-    return weight.shape[0] if weight is not None and weight.ndim == 1 else None
-
-
-def _fold(smooth: torch.nn.Module, balanced: list[torch.nn.Linear], s: torch.Tensor) -> None:
-    """smooth output channels / s, balanced input columns * s. s (in,) fp32."""
-    with torch.no_grad():
-        if isinstance(smooth, torch.nn.Linear):
-            smooth.weight.div_(s[:, None].to(smooth.weight.dtype))  # (out, in) rows
-        else:
-            smooth.weight.div_(s.to(smooth.weight.dtype))  # (in,) norm gain
-        if getattr(smooth, "bias", None) is not None:
-            smooth.bias.div_(s.to(smooth.bias.dtype))
-        for linear in balanced:
-            linear.weight.mul_(s[None, :].to(linear.weight.dtype))
 
 
 def _search_scale(gram: torch.Tensor, mean_abs: torch.Tensor, linears, specs, grid: int) -> tuple[torch.Tensor, float]:
@@ -88,39 +62,26 @@ def _search_scale(gram: torch.Tensor, mean_abs: torch.Tensor, linears, specs, gr
 
 def prepare_awq(ctx: LayerContext, params: BaseModel) -> dict:
     assert isinstance(params, AwqParams)
-    modules = dict(ctx.layer.named_modules())
-    plans = [
-        (smooth, names) for smooth, names in MAPPINGS
-        if smooth in modules and all(n in ctx.linears for n in names)
-        and _smooth_width(modules[smooth]) == ctx.linears[names[0]].in_features
-    ]
-    firsts = {names[0]: ctx.linears[names[0]] for _, names in plans}
-    sums: dict[str, torch.Tensor] = {}
-
-    def hook(name):
-        def fn(module, args):
-            x = args[0].detach().reshape(-1, args[0].shape[-1]).float()  # (tokens, in)
-            sums[name] = sums.get(name, 0) + x.abs().sum(0)
-
-        return fn
-
-    grams = HessianCollector(firsts)
-    handles = [module.register_forward_pre_hook(hook(name)) for name, module in firsts.items()]
+    feeds = LayerFeeds(ctx.layer, ctx.linears)
+    grams = HessianCollector(ctx.linears)  # Linears fed the same tensor share its X^T X
     try:
         ctx.replay()
     finally:
         grams.remove()
-        for handle in handles:
-            handle.remove()
+        feeds.remove()
+    modules = dict(ctx.layer.named_modules())
     summary = {}
-    for smooth, names in plans:
-        first = names[0]
-        linears = [ctx.linears[n] for n in names]
-        mean_abs = sums[first] / grams.tokens(first)
-        s, alpha = _search_scale(grams.hessian(first), mean_abs, linears, [ctx.specs[n] for n in names],
+    for pair in feeds.pairs():
+        first = pair.balanced[0]
+        linears = [ctx.linears[n] for n in pair.balanced]
+        mean_abs = feeds.abs_sums[first] / grams.tokens(first)
+        s, alpha = _search_scale(grams.hessian(first), mean_abs, linears, [ctx.specs[n] for n in pair.balanced],
                                  params.grid)
-        _fold(modules[smooth], linears, s)
-        summary[smooth] = {"balanced": list(names), "alpha": alpha}
+        fold(pair, modules, s)
+        summary[pair.op] = {"balanced": list(pair.balanced), "alpha": alpha}
+        if not feeds.preserved():  # e.g. a norm that is not a per-channel gain: undo rather than break it
+            fold(pair, modules, 1.0 / s)
+            summary[pair.op] = {"balanced": list(pair.balanced), "skipped": "fold changed the layer's output"}
     return summary
 
 

@@ -38,7 +38,10 @@ from presso.compression.mixed.schema import MixedSpec
 from presso.compression.recipes.embeddings import EmbeddingQuant
 from presso.compression.structured.spec import Structured
 
-DEFAULT_IGNORE = ["lm_head", "re:.*embed_tokens", "re:.*wte", "re:.*wpe"]
+# The output head, embeddings and a multimodal model's vision encoder and projector (Gemma 3): presso
+# calibrates and serves the text decoder.
+DEFAULT_IGNORE = ["lm_head", "re:.*embed_tokens", "re:.*wte", "re:.*wpe", "re:.*vision_tower\\..*",
+                  "re:.*multi_modal_projector\\..*"]
 GROUP_SIZES = (32, 64, 128)
 
 

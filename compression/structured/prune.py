@@ -15,13 +15,9 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from presso.compression.calibration.capture import (
-    LayerBatch,
-    capture_layer_inputs,
-    decoder_layers,
-    layer_output,
-)
+from presso.compression.calibration.capture import LayerBatch, capture_layer_inputs, layer_output
 from presso.compression.calibration.hessian import HessianCollector
+from presso.compression.calibration.layers import decoder_layers
 from presso.compression.calibration.sequential import sqnr_db
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.structured import select

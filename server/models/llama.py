@@ -1,11 +1,14 @@
-"""The Llama family on presso's layers: Llama, Mistral, Qwen2 (qkv bias), SmolLM2.
+"""The Llama family on presso's layers: Llama 2/3.x, Mistral, Qwen2 (qkv bias), Qwen3 (q/k norm), Phi-3 /
+Phi-4-mini (fused checkpoint tensors, partial RoPE, longrope), SmolLM2 and SmolLM3 (NoPE layers).
 
 GQA attention over the paged KV cache, RoPE with scaling variants, SwiGLU MLP, RMSNorm, optional tied
 embeddings (dense, or packed-integer: server/layers/embedding.py). q/k/v and gate/up are merged linears
-(one matmul each). Sliding-window layers (Mistral's `sliding_window`, Qwen2's windowed layers) attend over
-their last W positions: the KV cache gives each layer its window (server/models/windows.py). Structurally
-pruned checkpoints load as is: shapes come from the config (explicit head_dim, fewer q heads per KV head,
-smaller intermediate_size). Gemma (server/models/gemma.py) reuses the model shell through its hooks.
+(one matmul each); what differs per Llama-like family (Qwen3's q/k norms, Phi-3's fused tensors and
+partial RoPE, SmolLM3's NoPE layers) comes from server/models/families.py. Sliding-window layers (Mistral's
+`sliding_window`, Qwen2's windowed layers) attend over their last W positions: the KV cache gives each layer
+its window (server/models/windows.py). Structurally pruned checkpoints load as is: shapes come from the
+config (explicit head_dim, fewer q heads per KV head, smaller intermediate_size). Gemma
+(server/models/gemma.py) reuses the model shell through its hooks.
 """
 
 from __future__ import annotations
@@ -22,32 +25,41 @@ from presso.server.layers.norms import RMSNorm
 from presso.server.layers.quant_config import INT_CODECS, QuantConfig
 from presso.server.layers.rotary import Rotary, apply_rotary
 from presso.server.models.base import CausalLM
+from presso.server.models.families import LlamaLayout, llama_layout
 from presso.server.models.windows import sliding_windows
 
 
+def no_rope(x: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """A NoPE layer's keys read back from a pre-RoPE codec: unrotated, fp32 like apply_rotary's callers get."""
+    return x.float()
+
+
 class LlamaLayer(nn.Module):
-    def __init__(self, cfg: dict, i: int, qc: QuantConfig, dtype: torch.dtype, head_dim: int):
+    def __init__(self, cfg: dict, i: int, qc: QuantConfig, dtype: torch.dtype, head_dim: int, layout: LlamaLayout):
         super().__init__()
         hidden, inter = cfg["hidden_size"], cfg["intermediate_size"]
         self.n_heads = cfg["num_attention_heads"]
         self.n_kv = cfg.get("num_key_value_heads") or self.n_heads
         self.head_dim = head_dim
-        qwen2 = cfg.get("model_type") == "qwen2"
-        qkv_bias = cfg.get("attention_bias", qwen2)
-        o_bias = False if qwen2 else cfg.get("attention_bias", False)
-        mlp_bias = cfg.get("mlp_bias", False)
         p = f"model.layers.{i}"
         q_sizes = [self.n_heads * head_dim, self.n_kv * head_dim, self.n_kv * head_dim]
-        qkv = [f"{p}.self_attn.{n}_proj" for n in "qkv"]
-        self.qkv = make_linear(qkv, hidden, q_sizes, qkv_bias, qc.spec_for(qkv[0]), dtype)
+        qkv = [f"{p}.self_attn.{n}" for n in layout.qkv]
+        if len(qkv) == 1:  # Phi-3's fused qkv_proj: one checkpoint tensor, same [q | k | v] rows
+            q_sizes = [sum(q_sizes)]
+        self.qkv = make_linear(qkv, hidden, q_sizes, layout.qkv_bias, qc.spec_for(qkv[0]), dtype)
         o = f"{p}.self_attn.o_proj"
-        self.o = make_linear([o], self.n_heads * head_dim, [hidden], o_bias, qc.spec_for(o), dtype)
-        gu = [f"{p}.mlp.gate_proj", f"{p}.mlp.up_proj"]
-        self.gate_up = make_linear(gu, hidden, [inter, inter], mlp_bias, qc.spec_for(gu[0]), dtype)
+        self.o = make_linear([o], self.n_heads * head_dim, [hidden], layout.o_bias, qc.spec_for(o), dtype)
+        gu = [f"{p}.mlp.{n}" for n in layout.gate_up]
+        gu_sizes = [inter, inter] if len(gu) == 2 else [2 * inter]  # [gate, up] or fused [gate | up]
+        self.gate_up = make_linear(gu, hidden, gu_sizes, layout.mlp_bias, qc.spec_for(gu[0]), dtype)
         d = f"{p}.mlp.down_proj"
-        self.down = make_linear([d], inter, [hidden], mlp_bias, qc.spec_for(d), dtype)
+        self.down = make_linear([d], inter, [hidden], layout.mlp_bias, qc.spec_for(d), dtype)
         eps = cfg.get("rms_norm_eps", 1e-6)
         self.ln1, self.ln2 = RMSNorm(hidden, eps, dtype), RMSNorm(hidden, eps, dtype)
+        self.q_norm = self.k_norm = None
+        if layout.qk_norm:  # per head over head_dim (Qwen3)
+            self.q_norm, self.k_norm = RMSNorm(head_dim, eps, dtype), RMSNorm(head_dim, eps, dtype)
+        self.use_rope = layout.rope_layers[i]
         self.scale = head_dim ** -0.5
         self.prefix = p
 
@@ -56,10 +68,16 @@ class LlamaLayer(nn.Module):
         t = x.shape[0]
         qkv = self.qkv(self.ln1(x))  # (T, (H + 2 Hkv) D): [q | k | v]
         n_qk = self.n_heads + self.n_kv
-        qk = apply_rotary(qkv[:, : n_qk * self.head_dim].view(t, n_qk, self.head_dim), cos, sin)  # q and k at once
+        qk = qkv[:, : n_qk * self.head_dim].view(t, n_qk, self.head_dim)  # q and k heads together
+        if self.q_norm is not None:
+            qk = torch.cat((self.q_norm(qk[:, : self.n_heads]), self.k_norm(qk[:, self.n_heads:])), dim=1)
+        k_pre = qk[:, self.n_heads:]  # (T, Hkv, D) keys before RoPE (after Qwen3's k_norm)
+        if self.use_rope:
+            qk = apply_rotary(qk, cos, sin)  # q and k at once
+        else:
+            rope = no_rope
         q, k = qk[:, : self.n_heads], qk[:, self.n_heads:]  # (T, H, D), (T, Hkv, D)
         v = qkv[:, n_qk * self.head_dim:].view(t, self.n_kv, self.head_dim)
-        k_pre = qkv[:, self.n_heads * self.head_dim : n_qk * self.head_dim].view(t, self.n_kv, self.head_dim)
         a = kv.attend(q, k, v, batch, self.scale, k_pre, rope)
         x = x + self.o(a.reshape(t, -1))
         gate, up = self.gate_up(self.ln2(x)).chunk(2, dim=-1)
@@ -82,6 +100,7 @@ class LlamaForCausalLM(CausalLM):
             self.qembed = QuantizedEmbedding(["model.embed_tokens"], hidden, [cfg["vocab_size"]], False, espec,
                                              dtype)
         self.sliding_windows = sliding_windows(cfg)
+        self.layout = llama_layout(cfg)
         self.layers = nn.ModuleList(self.make_layer(cfg, i, qc, dtype) for i in range(self.num_layers))
         self.norm = self.make_norm(hidden, cfg.get("rms_norm_eps", 1e-6), dtype)
         self.rotary = self.make_rotary(cfg)
@@ -92,7 +111,7 @@ class LlamaForCausalLM(CausalLM):
                                        qc.spec_for("lm_head"), dtype)
 
     def make_layer(self, cfg: dict, i: int, qc: QuantConfig, dtype: torch.dtype) -> nn.Module:
-        return LlamaLayer(cfg, i, qc, dtype, self.head_dim)
+        return LlamaLayer(cfg, i, qc, dtype, self.head_dim, self.layout)
 
     def make_norm(self, hidden: int, eps: float, dtype: torch.dtype) -> nn.Module:
         return RMSNorm(hidden, eps, dtype)
@@ -113,6 +132,9 @@ class LlamaForCausalLM(CausalLM):
         for layer in self.layers:
             out += [(layer.ln1.weight, f"{layer.prefix}.input_layernorm.weight"),
                     (layer.ln2.weight, f"{layer.prefix}.post_attention_layernorm.weight")]
+            if layer.q_norm is not None:
+                out += [(layer.q_norm.weight, f"{layer.prefix}.self_attn.q_norm.weight"),
+                        (layer.k_norm.weight, f"{layer.prefix}.self_attn.k_norm.weight")]
         return out
 
     def forward(self, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,

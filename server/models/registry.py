@@ -9,13 +9,13 @@ import torch
 from presso.compression.checkpoint.config import DTYPES, read_config
 from presso.server.layers.quant_config import QuantConfig
 from presso.server.models.base import CausalLM
+from presso.server.models.families import LLAMA_LIKE
 from presso.server.models.gemma import GemmaForCausalLM
 from presso.server.models.generic import load_generic
 from presso.server.models.gpt2 import GPT2LMHeadModel
 from presso.server.models.llama import LlamaForCausalLM
 from presso.server.models.weights import WeightSource
 
-LLAMA_FAMILY = ("llama", "mistral", "qwen2", "smollm", "smollm2")
 GEMMA_FAMILY = ("gemma2", "gemma3_text")
 
 
@@ -47,7 +47,7 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu",
         return _generic(model_dir, cfg, dtype, device)
     source = WeightSource(model_dir, device)
     with torch.device(device):
-        if kind in LLAMA_FAMILY:
+        if kind in LLAMA_LIKE:
             model: CausalLM = LlamaForCausalLM(cfg, qc, dtype)
         elif kind in GEMMA_FAMILY:
             model = GemmaForCausalLM(cfg, qc, dtype)
@@ -58,7 +58,7 @@ def load_model(model_dir: Path, dtype: torch.dtype, device: str = "cpu",
             return _generic(model_dir, cfg, dtype, device)
         else:
             raise ValueError(f"config.json model_type {kind!r} is not supported "
-                             f"(supported: {', '.join(LLAMA_FAMILY + GEMMA_FAMILY + ('gpt2',))})")
+                             f"(supported: {', '.join(LLAMA_LIKE + GEMMA_FAMILY + ('gpt2',))})")
         model.load(source)
     model.eval()
     return model, cfg, source

@@ -41,3 +41,32 @@ def test_table_rows_equal_transformers(scaling):
     cos_ref, sin_ref = ref(x, later[None, :])
     rotated_ref = q * cos_ref[0, :, None] + torch.cat((-q[..., half:], q[..., :half]), -1) * sin_ref[0, :, None]
     assert torch.equal(apply_rotary(q, *rotary.cos_sin(later, torch.float32)), rotated_ref)
+
+
+@pytest.mark.parametrize("rope_type", ["longrope", "su"])
+def test_longrope_rows_equal_transformers_per_position(rope_type):
+    """Phi-3 longrope with partial rotary 0.75: each position's row equals transformers' rotary embedding for
+    a call ending at that position (short factors below original_max_position_embeddings, long from it)."""
+    from transformers import Phi3Config
+    from transformers.models.phi3.modeling_phi3 import Phi3RotaryEmbedding
+
+    half = int(HEAD_DIM * 0.75) // 2
+    scaling = {"rope_type": rope_type, "short_factor": [1.0 + 0.05 * i for i in range(half)],
+               "long_factor": [1.5 + 0.5 * i for i in range(half)], "partial_rotary_factor": 0.75}
+    cfg = {"model_type": "phi3", "hidden_size": 4 * HEAD_DIM, "num_attention_heads": 4, "rope_theta": 10000.0,
+           "max_position_embeddings": 4096, "original_max_position_embeddings": 1024, "rope_scaling": scaling}
+    rotary = Rotary(cfg, HEAD_DIM)
+    hf_params = {**scaling, "rope_type": "longrope", "rope_theta": 10000.0, "original_max_position_embeddings": 1024}
+    ref = Phi3RotaryEmbedding(Phi3Config(**{k: v for k, v in cfg.items() if k not in ("model_type", "rope_scaling")},
+                                         rope_parameters=hf_params))
+    x = torch.randn(1, 4, 1, HEAD_DIM)
+    for pos in (0, 5, 1023, 1024, 3000, 7):
+        cos_ref, sin_ref = ref(x, torch.tensor([[pos]]))  # (1, 1, 0.75 D)
+        cos, sin = rotary.cos_sin(torch.tensor([pos]), torch.float32)  # (1, 1, 0.75 D)
+        assert cos.shape[-1] == int(HEAD_DIM * 0.75)
+        torch.testing.assert_close(cos[:, 0], cos_ref[0], rtol=0, atol=1e-6)
+        signed = torch.cat((-sin_ref[0, :, :half], sin_ref[0, :, half:]), dim=-1)  # the table negates half 1
+        torch.testing.assert_close(sin[:, 0], signed, rtol=0, atol=1e-6)
+    q = torch.randn(3, 2, HEAD_DIM)
+    out = apply_rotary(q, *rotary.cos_sin(torch.tensor([1, 2, 2000]), torch.float32))
+    assert torch.equal(out[..., int(HEAD_DIM * 0.75):], q[..., int(HEAD_DIM * 0.75):])  # the pass-through dims
