@@ -16,6 +16,7 @@ import json
 import logging
 import signal
 import sys
+import threading
 import time
 
 from presso.server.engine import ipc
@@ -121,7 +122,11 @@ def main(argv: list[str]) -> int:
     loop = CoreLoop(core, cmd_fd, event_fd)
     for msg in messages[1:]:
         loop.handle(msg)
-    loop.run()
+    # The steps run in a worker thread, not the main one: measured here (2 cores, torch 2.13, 2 intra-op
+    # threads), the same loop in the main thread took 35 s for 200 tiny-model tokens vs 0.9 s in a thread.
+    worker = threading.Thread(target=loop.run, name="presso-core")
+    worker.start()
+    worker.join()
     return 0
 
 
