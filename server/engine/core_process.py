@@ -81,7 +81,12 @@ class CoreLoop:
             if messages is None:  # the API process is gone
                 return
             for msg in messages:
-                self.handle(msg)
+                try:
+                    self.handle(msg)
+                except Exception:  # a bad command must not end the loop the other requests run in
+                    log.exception("engine-core command %r failed", msg[:2])
+                    if msg[0] == "add":
+                        self.deltas.append(_abort_delta(msg[1]))
             if not self.open:
                 return
             if self.core.has_work():
