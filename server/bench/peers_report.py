@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+NOTES = "<!-- notes: kept when the command rewrites this file -->"
+
 
 def _p50_ms(report: dict, key: str) -> float:
     return report["latency"][key].get("p50", float("nan")) * 1e3
@@ -113,8 +115,11 @@ def write(args, serving: dict[int, dict[str, dict]], b1: dict[str, float], meta:
               f"Plots: `{png}`" + (", per stream count `*_cdf.png` (presso-loadtest compare)" if len(servers) >= 2 else ""),
               ""]
     text = "\n".join(lines)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.read_text() if out.is_file() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else ""  # hand-written analysis survives a rerun
+    out.write_text(text + ("\n" + notes if notes else ""))
     return text
 
 
