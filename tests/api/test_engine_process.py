@@ -1,4 +1,4 @@
-"""`presso serve` with the engine core in its own process (the default): it serves, and it leaves no
+"""`presso serve --engine-process` (the engine core in its own process): it serves, and it leaves no
 process behind whether the server drains on SIGTERM or is killed outright."""
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def test_serves_and_drains_without_leftovers(launch):
 
 
 def test_killed_server_takes_its_core_along(launch):
-    live = launch()  # the default is --engine-process
+    live = launch("--engine-process")
     core = _core_pid(live)
     live.proc.kill()
     live.proc.wait()
