@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+NOTES = "<!-- notes: kept when the command rewrites this file -->"
+
 
 def _p50_ms(report: dict, key: str) -> float:
     return report["latency"][key].get("p50", float("nan")) * 1e3
@@ -90,17 +92,20 @@ def write(args, serving: dict[int, dict[str, dict]], b1: dict[str, float], meta:
                             str(plots / f"{Path(args.out).stem}_c{streams}_cdf.png")], capture_output=True)
     load = "load average {:.2f} / {:.2f} / {:.2f} before, {:.2f} / {:.2f} / {:.2f} after".format(
         *meta["load_before"], *meta["load_after"])
-    lines = [f"# presso vs its peer: {', '.join(servers)}", "",
+    setup = [f"presso: `presso serve --model {args.model}` (`presso-thread`: --no-engine-process, `presso-process`: "
+             "--engine-process)."]
+    if "llama" in servers:
+        setup.append(f"llama: `llama-server -np {args.llama_parallel} -c {args.llama_ctx} -t {args.threads}` on the "
+                     f"Q4_1 GGUF of {args.dense_model} (llama.cpp {llama_version()}, `make peers`).")
+    lines = [f"# Serving: {' vs '.join(servers)}", "",
              f"Measured {meta['started']} on {meta['cpus']} CPUs ({_machine()}); {load}. "
              "A load average above the core count means other work shared the CPUs: rerun on an idle machine "
              "before quoting.", "",
              f"Workload (same client, `presso-loadtest`): completions, streaming, greedy, `ignore_eos`, prompts "
              f"cut from *Pride and Prejudice* at normal(128, 32) words, {args.output_tokens} output tokens, closed "
              f"loop for {args.duration:g} s per point (in-flight requests finish after), servers loaded one at a "
-             f"time, order alternating per stream count; best of {args.rounds} round(s) by throughput. presso: "
-             f"`presso serve --model {args.model}`; llama: `llama-server -np {args.llama_parallel} -c "
-             f"{args.llama_ctx} -t {args.threads}` on the Q4_1 GGUF of {args.dense_model} (llama.cpp "
-             f"{llama_version()}, `make peers`).", "",
+             f"time, order alternating per stream count; best of {args.rounds} round(s) by throughput. "
+             + " ".join(setup), "",
              *serving_table(serving, servers), ""]
     if b1:
         lines += ["Batch-1 decode without HTTP: `llama-bench -p 0 -n 128 -t "
@@ -110,8 +115,11 @@ def write(args, serving: dict[int, dict[str, dict]], b1: dict[str, float], meta:
               f"Plots: `{png}`" + (", per stream count `*_cdf.png` (presso-loadtest compare)" if len(servers) >= 2 else ""),
               ""]
     text = "\n".join(lines)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    old = out.read_text() if out.is_file() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else ""  # hand-written analysis survives a rerun
+    out.write_text(text + ("\n" + notes if notes else ""))
     return text
 
 

@@ -35,7 +35,8 @@ class EngineConfig:
     kernel_backend: str | None = None  # force one kernel backend (tests: triton under TRITON_INTERPRET=1)
     model_impl: str = "auto"  # auto: presso's native class, else transformers' code on the paged KV (generic)
     compile: bool = False  # CPU: decode-only steps through torch.compile (server/engine/compiled.py)
-    engine_process: bool = False  # serving: the EngineCore in its own process (engine/process_engine.py)
+    engine_process: bool = False  # serving: the EngineCore in its own process (engine/process_engine.py); measured
+    # faster (docs/results/engine_process.md), default once tests/api passes with it on an idle machine
 
     def validate(self) -> EngineConfig:
         if self.dtype not in DTYPE_NAMES:

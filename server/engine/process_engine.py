@@ -43,7 +43,6 @@ class ProcessEngine:
 
         self.config = config.validate()
         self.model_dir = resolve_model_dir(config.model)
-        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)
         self.max_num_seqs = config.max_num_seqs
         cmd_r, self._cmd_w = os.pipe()
         self._event_r, event_w = os.pipe()
@@ -55,6 +54,7 @@ class ProcessEngine:
         fields = {**dataclasses.asdict(config), "model": str(self.model_dir), "engine_process": False}
         setup = {"config": fields, "log_level": logging.getLogger().getEffectiveLevel() or logging.INFO}
         ipc.write_all(self._cmd_w, ipc.encode(("setup", json.dumps(setup))))
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_dir)  # while the core loads the model
         info = self._hello()
         self.max_model_len = info["max_model_len"]
         self.kernels = info["kernels"]
