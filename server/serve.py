@@ -41,7 +41,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from presso.server.api.generation import ChoiceRun
     from presso.server.api.state import ServerSettings
     from presso.server.engine.args import engine_kwargs
-    from presso.server.engine.async_engine import AsyncEngine, EngineConfig
+    from presso.server.engine.async_engine import EngineConfig, open_engine
 
     model_dir = resolve_model_dir(args.model)
     settings = ServerSettings(
@@ -53,7 +53,7 @@ def run_serve(args: argparse.Namespace) -> int:
     )
     try:
         config = EngineConfig(model=str(model_dir), **engine_kwargs(args)).validate()
-        engine = AsyncEngine.from_config(config)
+        engine = open_engine(config)
     except ValueError as exc:
         raise PressoInputError(str(exc)) from None
     app = build_app(engine, settings)
@@ -89,7 +89,10 @@ def run_serve(args: argparse.Namespace) -> int:
     # uvicorn re-raises the signal that stopped it once it has drained; with this handler in place
     # (uvicorn restores it after serving) that re-raise is a no-op and a drained SIGTERM exits 0.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
+    try:
+        server.run()
+    finally:
+        engine.close()  # --engine-process: the core process ends with the server
     return 0
 
 
@@ -100,7 +103,8 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--served-model-name", default=None, help="name clients use (default: the dir's name)")
     add_engine_args(p, ["dtype", "device", "kernel_backend", "kv_cache_dtype", "kv_cache_memory", "kv_window",
-                        "lm_head_quant", "max_num_seqs", "max_model_len", "block_size"], max_num_seqs=64)
+                        "lm_head_quant", "max_num_seqs", "max_model_len", "block_size", "engine_process"],
+                    max_num_seqs=64)
     p.add_argument("--max-queued-requests", type=int, default=256)
     p.add_argument("--body-read-timeout", type=float, default=30.0, metavar="S",
                    help="seconds a client may take per piece of a request body (408 after)")

@@ -5,6 +5,7 @@ and tests/loadtest (tests/conftest.py puts this folder on sys.path)."""
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -95,11 +96,12 @@ class LiveServer:
 
 def start_server(model_dir: Path, tmp_path: Path, *extra: str, api_key: str | None = None,
                  name: str = "tiny") -> LiveServer:
-    """The real `presso serve` console script on a free loopback port, healthy."""
+    """The real `presso serve` console script on a free loopback port, healthy. $PRESSO_TEST_SERVE_ARGS adds
+    flags to every server (e.g. `--engine-process`: the API suite against the engine-core process)."""
     port = free_port()
     exe = str(Path(sys.executable).with_name("presso"))
     cmd = [exe, "serve", "--model", str(model_dir), "--port", str(port), "--served-model-name", name,
-           "--log-level", "warning", *extra]
+           "--log-level", "warning", *extra, *shlex.split(os.environ.get("PRESSO_TEST_SERVE_ARGS", ""))]
     if api_key:
         cmd += ["--api-key", api_key]
     log_path = tmp_path / f"server-{port}.log"

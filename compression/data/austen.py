@@ -10,16 +10,18 @@ from __future__ import annotations
 import gzip
 import os
 import shutil
-import subprocess
 import tempfile
 import warnings
 import zlib
 from pathlib import Path
 
 from presso.compression.checkpoint.errors import PressoInputError
+from presso.compression.data.debian import DebianPin, fetch_deb
 from presso.kernels import envs
 
 DEBIAN_PACKAGE = "r-cran-janeaustenr"
+PIN = DebianPin(DEBIAN_PACKAGE, "1.0.0-1", "df6bddf211906d1ff404f8ff662c21b34e6660e7f54a311084e749050c019c95",
+                "public domain (the novels); the R package is MIT")
 
 # presso name -> object name inside the R lazy-load database
 NOVELS: dict[str, str] = {
@@ -57,17 +59,12 @@ def pull_austen() -> Path:
     out = austen_dir()
     if all((out / f"{n}.txt").is_file() for n in NOVELS):
         return out
-    if shutil.which("apt-get") is None or shutil.which("dpkg-deb") is None:
-        raise PressoInputError("presso data pull austen needs apt-get and dpkg-deb (a Debian-based machine)")
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="presso-austen-") as work:
-        work_dir = Path(work)
-        _apt_download(work_dir)
-        debs = sorted(work_dir.glob(f"{DEBIAN_PACKAGE}_*.deb"))
-        subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(work_dir / "x")], check=True)
-        data = next((work_dir / "x").rglob("janeaustenr/data/Rdata.rdx"), None)
+        root = fetch_deb(PIN, Path(work), "austen")
+        data = next(root.rglob("janeaustenr/data/Rdata.rdx"), None)
         if data is None:
-            raise PressoInputError(f"{debs[-1].name} holds no janeaustenr/data/Rdata.rdx")
+            raise PressoInputError(f"{DEBIAN_PACKAGE} {PIN.version} holds no janeaustenr/data/Rdata.rdx")
         staged = Path(tempfile.mkdtemp(prefix=".austen.", dir=out.parent))
         try:
             for canonical, lines in read_lazyload_db(data.with_suffix("")).items():
@@ -81,20 +78,8 @@ def pull_austen() -> Path:
     return out
 
 
-def _apt_download(work_dir: Path) -> None:
-    cmd = ["apt-get", "download", DEBIAN_PACKAGE]
-    result = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True)
-    if result.returncode != 0:
-        # A fresh container may have no package lists yet.
-        subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-        result = subprocess.run(cmd, cwd=work_dir, capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise PressoInputError(f"apt-get download {DEBIAN_PACKAGE} failed: {last}")
-
-
-def read_lazyload_db(stem: Path) -> dict[str, list[str]]:
-    """Read an R lazy-load database (`stem.rdx` + `stem.rdb`) of character vectors, by presso novel name."""
+def read_lazyload_db_objects(stem: Path) -> dict[str, list]:
+    """Read an R lazy-load database (`stem.rdx` + `stem.rdb`) of character vectors -> R name -> list of str."""
     import rdata
 
     def parse(raw: bytes):
@@ -104,13 +89,18 @@ def read_lazyload_db(stem: Path) -> dict[str, list[str]]:
 
     index = parse(gzip.decompress(stem.with_suffix(".rdx").read_bytes()))
     blob = stem.with_suffix(".rdb").read_bytes()
-    novels: dict[str, list[str]] = {}
+    objects: dict[str, list] = {}
     for r_name, (offset, length) in index["variables"].items():
         offset, length = int(offset), int(length)
         # Each record: 4-byte big-endian uncompressed length, then a zlib stream.
         vector = parse(zlib.decompress(blob[offset + 4 : offset + length]))
-        lines = ["" if x is None else str(x) for x in vector.tolist()]
-        novels[canonical_novel(str(r_name))] = lines
+        objects[str(r_name)] = ["" if x is None else str(x) for x in vector.tolist()]
+    return objects
+
+
+def read_lazyload_db(stem: Path) -> dict[str, list[str]]:
+    """The janeaustenr database by presso novel name."""
+    novels = {canonical_novel(name): lines for name, lines in read_lazyload_db_objects(stem).items()}
     missing = set(NOVELS) - set(novels)
     if missing:
         raise PressoInputError(f"{stem}.rdx lacks novels: {', '.join(sorted(missing))}")

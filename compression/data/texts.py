@@ -1,7 +1,9 @@
 """Text specs: how every calibration/eval input is named.
 
-`path/to/file.txt` | `austen:<novel>` (pulled on first use) | `wikitext2[:split]` (via `datasets`,
-only where a hub is reachable). `load_text(spec) -> str`.
+`path/to/file.txt` | `CORPUS:calib` / `CORPUS:eval` (a corpus's calibration or evaluation part, corpora.py)
+| `austen:<novel>` | `wikitext2[:split]` (via `datasets`, only where a hub is reachable); corpora are
+pulled on first use | `mix[:...]` (an equal blend of the mix's calibration parts, data/mix.py; calibration
+windows of a mix are drawn per corpus instead, calibration/mix.py). `load_text(spec) -> str`.
 """
 
 from __future__ import annotations
@@ -9,13 +11,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from presso.compression.checkpoint.errors import PressoInputError
-from presso.compression.data import austen
+from presso.compression.data import austen, corpora
+from presso.compression.data.mix import is_mix, mix_text
 
 
 def load_text(spec: str) -> str:
     if not spec or not spec.strip():
         raise PressoInputError("empty text spec (use a file path, austen:<novel> or wikitext2)")
+    if is_mix(spec):
+        return mix_text(spec)
     scheme, _, arg = spec.partition(":")
+    if scheme in corpora.CORPORA and arg in corpora.PARTS:
+        return corpora.part_text(scheme, arg)
     if scheme == "austen" and arg:
         path = austen.novel_path(arg)
         if not path.is_file():
@@ -30,7 +37,8 @@ def load_text(spec: str) -> str:
             raise PressoInputError(f"text file is empty: {path}")
         return text
     raise PressoInputError(
-        f"unknown text spec {spec!r}: not a file, austen:<novel> ({', '.join(austen.NOVELS)}) or wikitext2[:split]"
+        f"unknown text spec {spec!r}: not a file, CORPUS:calib|eval ({', '.join(corpora.CORPORA)}), "
+        f"austen:<novel> ({', '.join(austen.NOVELS)}) or wikitext2[:split]"
     )
 
 

@@ -40,6 +40,32 @@ def token_windows(ids: torch.Tensor, ctx: int, max_tokens: int | None = None) ->
     return usable[: count * ctx].view(count, ctx)
 
 
+CHARS_PER_TOKEN = 12  # a slice of 12 x ctx characters holds > ctx tokens of any real text here
+
+
+def spread_windows(tokenizer, text: str, ctx: int, count: int) -> torch.Tensor:
+    """`count` windows of `ctx` tokens spread evenly over `text` -> (count, ctx) int64. Window i: the slice
+    of CHARS_PER_TOKEN x ctx characters at character i * (len // count), tokenized alone (no special tokens),
+    its first token dropped (it may be a cut word), the next ctx kept. The evaluation suite's protocol: a
+    fixed cost per text (only the slices are tokenized) that samples its beginning, middle and end."""
+    if ctx < 2 or count < 1:
+        raise PressoInputError(f"--ctx must be at least 2 and --windows positive, got {ctx} and {count}")
+    stride = len(text) // count
+    out = []
+    for i in range(count):
+        span = CHARS_PER_TOKEN * ctx
+        while True:  # widen a slice that holds too few tokens, up to the end of the text
+            piece = text[i * stride : i * stride + span]
+            ids = tokenizer(piece, add_special_tokens=False, return_attention_mask=False)["input_ids"]
+            if len(ids) > ctx or i * stride + span >= len(text):
+                break
+            span *= 2
+        if len(ids) <= ctx:
+            raise PressoInputError(f"text of {len(text)} characters is too short for --windows {count} x --ctx {ctx}")
+        out.append(torch.tensor(ids[1 : ctx + 1], dtype=torch.long))
+    return torch.stack(out)
+
+
 def window_nll(logits: torch.Tensor, window: torch.Tensor) -> torch.Tensor:
     """Sum of next-token NLL. logits (B, T, V), window (B, T) -> (B,) float64."""
     logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)  # (B, T-1, V) fp32

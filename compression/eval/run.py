@@ -17,7 +17,7 @@ import torch
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.data.texts import load_text
 from presso.compression.eval import loader, stats
-from presso.compression.eval.perplexity import perplexity_from_nll, token_windows, window_nll
+from presso.compression.eval.perplexity import perplexity_from_nll, spread_windows, token_windows, window_nll
 
 
 class WindowScorer(Protocol):
@@ -54,6 +54,11 @@ def tokenize_text(tokenizer, text: str) -> torch.Tensor:
     return torch.tensor(ids, dtype=torch.long)
 
 
+def model_nll(model: torch.nn.Module):
+    """A loaded causal LM as a WindowScorer-like callable: (1, L) int64 -> summed NLL."""
+    return lambda w: float(window_nll(model(input_ids=w).logits, w).sum())
+
+
 def evaluate(
     model_dir: Path,
     text_spec: str,
@@ -62,7 +67,10 @@ def evaluate(
     dtype: str = "float32",
     progress: bool = True,
     scorer: WindowScorer | None = None,
+    windows: int | None = None,
 ) -> EvalReport:
+    """windows=None: the text's first max_tokens cut into ctx windows; windows=W: W windows spread evenly
+    over the whole text (the suite's protocol, eval/suite.py)."""
     if ctx < 2:
         raise PressoInputError(f"--ctx must be at least 2, got {ctx}")
     text = load_text(text_spec)
@@ -72,14 +80,16 @@ def evaluate(
     if limit and ctx > limit:
         raise PressoInputError(f"--ctx {ctx} exceeds the model's max_position_embeddings ({limit})")
     tokenizer = loader.load_tokenizer(model_dir)
-    windows = token_windows(tokenize_text(tokenizer, text), ctx, max_tokens)
+    if windows is None:
+        cut = token_windows(tokenize_text(tokenizer, text), ctx, max_tokens)
+    else:
+        cut = spread_windows(tokenizer, text, ctx, windows)
     if scorer is None:
         model = loader.load_model(model_dir, dtype)
-        result = perplexity_from_nll(lambda w: float(window_nll(model(input_ids=w).logits, w).sum()), windows,
-                                     progress=progress)
+        result = perplexity_from_nll(model_nll(model), cut, progress=progress)
         params = stats.parameter_count(model)
     else:
-        result = perplexity_from_nll(scorer, windows, progress=progress)
+        result = perplexity_from_nll(scorer, cut, progress=progress)
         params = scorer.num_parameters()
     disk = stats.weight_bytes_on_disk(model_dir)
     return EvalReport(

@@ -1,11 +1,11 @@
 """The sweep grid file (pydantic, the user-input edge): shared calibration/eval settings and the points.
 
     format_version: 1
-    calib: austen:emma            # calibration text spec, shared by every point
+    calib: mix                    # calibration text spec, shared by every point (default: the mix)
     calib_samples: 32
     calib_len: 512
-    eval: austen:pride-and-prejudice
-    eval_tokens: 8192
+    eval: suite                   # default: every corpus's evaluation part; or one text spec
+    eval_tokens: 8192             # (one text spec only: its first N tokens)
     eval_ctx: 1024
     points:
       - {name: dense, dense: true}                 # evaluates the model itself, no compression
@@ -59,10 +59,11 @@ class Grid(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format_version: Literal[1] = 1
-    calib: str | None = None
+    calib: str | None = "mix"
     calib_samples: int = Field(128, ge=1)
     calib_len: int = Field(512, ge=2)
-    eval: str
+    calib_seed: int = 0
+    eval: str = "suite"
     eval_tokens: int = Field(8192, ge=2)
     eval_ctx: int = Field(1024, ge=2)
     batch_size: int = Field(8, ge=1)
@@ -91,7 +92,7 @@ def load_grid(path: Path) -> Grid:
         mark = getattr(exc, "problem_mark", None)
         raise PressoInputError(f"grid {path}: invalid YAML{'' if mark is None else f' at line {mark.line + 1}'}") from None
     if not isinstance(data, dict):
-        raise PressoInputError(f"grid {path}: (root): expected a mapping with `eval` and `points`")
+        raise PressoInputError(f"grid {path}: (root): expected a mapping with `points`")
     try:
         return Grid.model_validate(data)
     except ValidationError as exc:

@@ -28,6 +28,7 @@ class SweepRow:
     delta_pct: float | None = None
     wall_s: float | None = None
     error: str | None = None
+    domains: dict[str, float] | None = None  # --eval suite: Δ % per corpus (perplexity/delta_pct: their means)
 
 
 def _number(value, keys: tuple[str, ...]) -> float | None:
@@ -64,6 +65,7 @@ def row_from_report(name: str, status: str, report: dict) -> SweepRow:
         effective_bits_per_weight=effective if effective is not None else bits.get("checkpoint"),
         megabytes=None if disk is None else disk / 1e6, ratio_vs_fp32=size.get("ratio_vs_fp32"),
         perplexity=ppl.get("after"), delta_pct=ppl.get("delta_pct"),
+        domains={k: d.get("delta_pct") for k, d in ppl["domains"].items()} if ppl.get("domains") else None,
         wall_s=(report.get("distill") or {}).get("wall_time_s", report.get("wall_time_s")),  # KD: its own time
     )
 
@@ -77,11 +79,17 @@ HEADER = ("point", "method", "sparsity", "bits/weight (Linears)", "effective bit
 
 
 def render_markdown(rows: list[SweepRow], title: str) -> str:
-    lines = [f"# {title}", "", "| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    names = list(dict.fromkeys(k for r in rows for k in (r.domains or {})))  # suite: one Δ column per corpus
+    header = HEADER[:-3] + tuple(f"Δ % {n}" for n in names) + HEADER[-3:]
+    if names:
+        header = tuple("perplexity (geo mean)" if h == "perplexity" else "mean Δ %" if h == "Δ %" else h
+                       for h in header)
+    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         cells = (r.name, r.method or "-", _cell(r.sparsity, ".2f"), _cell(r.bits_per_weight, ".3f"),
                  _cell(r.effective_bits_per_weight, ".3f"), _cell(r.megabytes, ".1f"), _cell(r.ratio_vs_fp32, ".2f"),
-                 _cell(r.perplexity, ".3f"), _cell(r.delta_pct, "+.2f"), _cell(r.wall_s, ".0f"),
+                 _cell(r.perplexity, ".3f"), *(_cell((r.domains or {}).get(n), "+.2f") for n in names),
+                 _cell(r.delta_pct, "+.2f"), _cell(r.wall_s, ".0f"),
                  r.status if r.error is None else f"{r.status}: {r.error}".replace("|", "/"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -90,9 +98,13 @@ def render_markdown(rows: list[SweepRow], title: str) -> str:
 def write_results(rows: list[SweepRow], out: Path, meta: dict) -> list[Path]:
     md, csv_path, js = out / "results.md", out / "results.csv", out / "results.json"
     md.write_text(render_markdown(rows, f"sweep {meta.get('grid', '')}"))
+    names = list(dict.fromkeys(k for r in rows for k in (r.domains or {})))
+    flat = [{**{k: v for k, v in asdict(r).items() if k != "domains"},
+             **{f"delta_pct_{n}": (r.domains or {}).get(n) for n in names}} for r in rows]
     with csv_path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=[f.name for f in fields(SweepRow)])
+        columns = [f.name for f in fields(SweepRow) if f.name != "domains"] + [f"delta_pct_{n}" for n in names]
+        writer = csv.DictWriter(fh, fieldnames=columns)
         writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+        writer.writerows(flat)
     js.write_text(json.dumps({**meta, "points": [asdict(r) for r in rows]}, indent=2) + "\n")
     return [md, csv_path, js]

@@ -12,12 +12,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
 import yaml
 
 from presso.compression.checkpoint.atomic import atomic_directory
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.checkpoint.presso_files import REPORT_JSON, read_presso_file, write_presso_file
 from presso.compression.distill.spec import DistillSpec
+from presso.compression.eval.suite import SUITE, SUITE_WINDOWS, is_suite, score_suite, suite_report
 from presso.compression.recipes.presets import PRESETS
 from presso.compression.report.pareto import ParetoPoint, plot_pareto
 from presso.compression.sweep.grid import Grid, Point, load_grid
@@ -50,18 +52,28 @@ def _recipe_spec(point: Point, index: int, grid_path: Path, out: Path) -> str:
 
 
 def _dense(model_dir: Path, grid: Grid, target: Path, progress: bool) -> dict:
-    from presso.compression.eval.run import evaluate
+    from presso.compression.eval import loader, stats
+    from presso.compression.eval.run import evaluate, model_nll
 
     start = time.perf_counter()
-    ev = evaluate(model_dir, grid.eval, ctx=grid.eval_ctx, max_tokens=grid.eval_tokens, progress=progress)
+    if is_suite(grid.eval):
+        model = loader.load_model(model_dir)
+        with torch.inference_mode():
+            scores = score_suite(model_nll(model), loader.load_tokenizer(model_dir), SUITE_WINDOWS, grid.eval_ctx,
+                                 progress)
+        params, disk = stats.parameter_count(model), stats.weight_bytes_on_disk(model_dir)
+        perplexity = suite_report(scores.perplexities(), scores)
+    else:
+        ev = evaluate(model_dir, grid.eval, ctx=grid.eval_ctx, max_tokens=grid.eval_tokens, progress=progress)
+        params, disk = ev.parameters, ev.weight_bytes_on_disk
+        perplexity = {"text": grid.eval, "max_tokens": grid.eval_tokens, "ctx": grid.eval_ctx,
+                      "before": ev.perplexity, "after": ev.perplexity, "delta_pct": 0.0}
     report = {
         "recipe": "dense", "method": "dense", "source_model": str(model_dir),
-        "bits_per_weight": {"quantized_linears": None, "checkpoint": ev.bits_per_weight},
-        "bytes": {"checkpoint_weights": ev.weight_bytes_on_disk, "original_fp32": 4 * ev.parameters,
-                  "ratio_vs_fp32": 4 * ev.parameters / ev.weight_bytes_on_disk},
-        "parameters": {"total": ev.parameters, "quantized": 0},
-        "perplexity": {"text": grid.eval, "max_tokens": grid.eval_tokens, "ctx": grid.eval_ctx,
-                       "before": ev.perplexity, "after": ev.perplexity, "delta_pct": 0.0},
+        "bits_per_weight": {"quantized_linears": None, "checkpoint": stats.bits_per_weight(disk, params)},
+        "bytes": {"checkpoint_weights": disk, "original_fp32": 4 * params, "ratio_vs_fp32": 4 * params / disk},
+        "parameters": {"total": params, "quantized": 0},
+        "perplexity": perplexity,
         "wall_time_s": time.perf_counter() - start,
     }
     with atomic_directory(target) as tmp:
@@ -69,12 +81,16 @@ def _dense(model_dir: Path, grid: Grid, target: Path, progress: bool) -> dict:
     return report
 
 
-def _dense_perplexity(out: Path, grid: Grid) -> float | None:
-    """The dense point's perplexity when it was measured with this grid's eval settings (saves a re-run)."""
+def _dense_perplexity(out: Path, grid: Grid) -> float | dict[str, float] | None:
+    """The dense point's perplexity (suite: per domain) when it was measured with this grid's eval settings
+    (saves a re-run)."""
     for point in grid.points:
         path = out / "points" / point.name / REPORT_JSON
         if point.dense and path.is_file():
             ppl = read_presso_file(path).get("perplexity") or {}
+            if is_suite(grid.eval) and ppl.get("text") == SUITE and ppl.get("ctx") == grid.eval_ctx \
+                    and ppl.get("windows") == SUITE_WINDOWS:
+                return {name: d["after"] for name, d in ppl["domains"].items()}
             if (ppl.get("text"), ppl.get("max_tokens"), ppl.get("ctx")) == (grid.eval, grid.eval_tokens, grid.eval_ctx):
                 return ppl.get("after")
     return None
@@ -84,13 +100,15 @@ def _compress(model_dir: Path, grid: Grid, point: Point, index: int, grid_path: 
               progress: bool) -> dict:
     from presso.compression.quantize import CompressOptions, compress
 
+    before = _dense_perplexity(out, grid)
     return compress(CompressOptions(
         model_dir=model_dir, recipe=_recipe_spec(point, index, grid_path, out), out=out / "points" / point.name,
         calib=grid.calib, calib_samples=point.calib_samples or grid.calib_samples,
-        calib_len=point.calib_len or grid.calib_len, eval_text=grid.eval, eval_tokens=grid.eval_tokens,
+        calib_len=point.calib_len or grid.calib_len, calib_seed=grid.calib_seed, eval_text=grid.eval, eval_tokens=grid.eval_tokens,
         eval_ctx=grid.eval_ctx, batch_size=grid.batch_size, progress=progress,
         target_bits=point.target_bits, target_size=point.target_size,
-        before_perplexity=_dense_perplexity(out, grid),
+        before_perplexity=None if isinstance(before, dict) else before,
+        before_suite=before if isinstance(before, dict) else None,
     ))
 
 
@@ -158,11 +176,13 @@ def run_sweep(model_dir: Path, grid_path: Path, out: Path, progress: bool = True
         log(f"{head}: ok, perplexity {ppl}, {row.effective_bits_per_weight or 0:.3f} bits/weight, "
             f"{time.perf_counter() - start:.0f} s")
     meta = {"grid": str(grid_path), "model": str(model_dir), "calib": grid.calib,
-            "calib_samples": grid.calib_samples, "calib_len": grid.calib_len, "eval": grid.eval,
+            "calib_samples": grid.calib_samples, "calib_len": grid.calib_len, "calib_seed": grid.calib_seed,
+            "eval": grid.eval, **({"suite_windows": SUITE_WINDOWS} if is_suite(grid.eval) else {}),
             "eval_tokens": grid.eval_tokens, "eval_ctx": grid.eval_ctx}
     files = write_results(rows, out, meta)
     plotted = [ParetoPoint(r.name, r.effective_bits_per_weight, r.perplexity) for r in rows
                if r.perplexity is not None and r.effective_bits_per_weight is not None]
     if plotted:
-        files.append(plot_pareto(plotted, out / "pareto.png", f"{Path(str(model_dir)).name}: {grid.eval}"))
+        title = "evaluation suite, geometric mean over domains" if is_suite(grid.eval) else grid.eval
+        files.append(plot_pareto(plotted, out / "pareto.png", f"{Path(str(model_dir)).name}: {title}"))
     return SweepResult(rows, files, input_errors, other_errors)

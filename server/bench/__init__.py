@@ -1,5 +1,5 @@
 """`presso bench ...`: the engine vs plain transformers (`engine`), per KV codec (`kv`), structured
-outputs' grammar cost (`guided`), and each weight codec's CPU matmul vs bf16 dense (`kernels`).
+outputs' grammar cost (`guided`), presso serve vs llama.cpp's llama-server (`peers`), and each weight codec's CPU matmul vs bf16 dense (`kernels`).
 
 Only the argparse registration lives here, so the console script does not import torch to build its parser.
 """
@@ -25,6 +25,12 @@ def _guided(args) -> int:
     from presso.server.bench import guided_bench
 
     return guided_bench.command(args)
+
+
+def _peers(args) -> int:
+    from presso.server.bench import peers
+
+    return peers.command(args)
 
 
 def _kernels(args) -> int:
@@ -78,6 +84,10 @@ def register(sub) -> None:
     g.add_argument("--json", action="store_true")
     add_engine_args(g, ["dtype", "device", "kernel_backend", "kv_cache_memory", "lm_head_quant"])
     g.set_defaults(func=_guided)
+
+    from presso.server.bench.peers_args import add_peers_parser
+
+    add_peers_parser(bench, _peers)
 
     c = bench.add_parser("kernels", help="CPU weight-codec matmul times vs bf16 dense, SmolLM2 shapes")
     c.add_argument("--batch", type=int, nargs="+", default=[1, 16], help="activation rows")

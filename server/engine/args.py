@@ -44,6 +44,8 @@ FLAGS: dict[str, Flag] = {
     "max_num_batched_tokens": Flag("tokens per engine step (chunked prefill budget)", type=int),
     "max_model_len": Flag("context limit (default: the model's)", type=_optional_int),
     "block_size": Flag("tokens per KV cache block", type=int),
+    "engine_process": Flag("serving: schedule and run the model in a separate engine-core process (the API "
+                           "process tokenizes, detokenizes and streams)", type=bool),
 }
 _DEFAULTS = {f.name: f.default for f in dataclasses.fields(EngineConfig)}
 
@@ -53,6 +55,10 @@ def add_engine_args(parser: argparse.ArgumentParser, names: Iterable[str], **def
     for name in names:
         spec = FLAGS[name]
         default = defaults.get(name, _DEFAULTS[name])
+        if spec.type is bool:  # --name / --no-name
+            parser.add_argument(spec.flag or "--" + name.replace("_", "-"), dest=name, default=default,
+                                action=argparse.BooleanOptionalAction, help=f"{spec.help} (default: {default})")
+            continue
         parser.add_argument(spec.flag or "--" + name.replace("_", "-"), dest=name, type=spec.type, default=default,
                             choices=spec.choices, metavar=None if spec.choices else spec.metavar,
                             help=spec.help if default is None else f"{spec.help} (default: {default})")

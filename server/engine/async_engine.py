@@ -21,9 +21,19 @@ from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
 from presso.server.engine.types import EngineStats, RequestDelta, SamplingParams, TokenLogprob
 
-__all__ = ["AsyncEngine", "EngineConfig", "EngineStats", "RequestDelta", "SamplingParams", "TokenLogprob"]
+__all__ = ["AsyncEngine", "open_engine", "EngineConfig", "EngineStats", "RequestDelta", "SamplingParams", "TokenLogprob"]
 
 log = logging.getLogger(__name__)
+
+
+def open_engine(config: EngineConfig):
+    """The serving engine `config` asks for: the EngineCore in a worker thread of this process (AsyncEngine)
+    or in its own process (ProcessEngine, `engine_process=True`); both have the same async interface."""
+    if config.engine_process:
+        from presso.server.engine.process_engine import ProcessEngine
+
+        return ProcessEngine(config)
+    return AsyncEngine.from_config(config)
 
 
 class AsyncEngine:
@@ -55,6 +65,9 @@ class AsyncEngine:
         self._wake = asyncio.Event()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presso-engine")
         self._task = asyncio.create_task(self._run(), name="presso-engine-loop")
+
+    def close(self) -> None:
+        """Nothing to end: the core lives in this process (ProcessEngine.close ends its core process)."""
 
     async def shutdown(self) -> None:
         """Stop stepping, abort what is still queued or running; start() may be awaited again later."""

@@ -32,6 +32,7 @@ class EngineConfig:
     kv_window: int = 0  # compressed KV codecs: each sequence's last N tokens also kept exact (server/kv/window.py)
     device: str = "cpu"  # cpu | cuda | cuda:N: weights, KV pages and every step's tensors live there
     kernel_backend: str | None = None  # force one kernel backend (tests: triton under TRITON_INTERPRET=1)
+    engine_process: bool = False  # serving: the EngineCore in its own process (engine/process_engine.py)
 
     def validate(self) -> EngineConfig:
         if self.dtype not in DTYPE_NAMES:

@@ -16,6 +16,7 @@ import torch
 from presso.compression.checkpoint import resolve_model_dir
 from presso.compression.checkpoint.config import read_config
 from presso.kernels import envs, registry
+from presso.server.engine.checks import RequestLimits, check_request
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.guided import GuidedDecoding
 from presso.server.engine.request import Request
@@ -84,6 +85,8 @@ class EngineCore:
         self.scheduler = Scheduler(self.block_manager, config.max_num_seqs, config.max_num_batched_tokens,
                                    self.max_model_len)
         self.vocab_size = self.hf_config.get("vocab_size") or len(self.tokenizer)  # the logits' width
+        self.limits = RequestLimits(self.max_model_len, config.block_size, self.block_manager.num_blocks,
+                                    self.vocab_size)
         self.guided = GuidedDecoding(self.tokenizer, self.vocab_size, self.eos_token_ids)
         self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided)
         self.weight_bytes = source.nbytes()
@@ -91,16 +94,7 @@ class EngineCore:
 
     def check(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
         """ValueError for bad params, an empty or too-long prompt, or out-of-vocabulary token ids."""
-        params.validate()
-        self.scheduler.check(prompt_token_ids, params)
-        vocab = self.vocab_size
-        if any(not isinstance(t, int) or t < 0 or t >= vocab for t in prompt_token_ids):
-            raise ValueError(f"prompt token ids must be ints in [0, {vocab})")
-        for name, ids in (("logit_bias", [t for t, _ in params.logit_bias]), ("stop_token_ids", params.stop_token_ids)):
-            if any(t >= vocab for t in ids):
-                raise ValueError(f"{name}: token ids must be below the vocabulary size {vocab}")
-        if params.guide is not None:
-            self.guided.grammar(params.guide)  # compiled and validated now: a bad grammar is the caller's
+        check_request(prompt_token_ids, params, self.limits, self.guided)
 
     def add_request(self, request_id: str, prompt_token_ids: list[int], params: SamplingParams,
                     arrival_time: float | None = None) -> None:

@@ -79,6 +79,14 @@ class GuidedDecoding:
                 self._grammars.popitem(last=False)
         return grammar
 
+    def prime(self, guide: tuple[str, str], grammar: str) -> None:
+        """Cache a grammar another GuidedDecoding on the same tokenizer already compiled and validated (the
+        API process of `--engine-process`), so the engine-core process does not compile it again."""
+        with self._lock:
+            self._grammars[guide] = grammar
+            if len(self._grammars) > self._cache_size:
+                self._grammars.popitem(last=False)
+
     def _matcher(self, seq: ScheduledSeq):
         matcher = self._matchers.get(seq.request_id)
         if matcher is None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
+from presso.server.engine.checks import RequestLimits, check_fits
 from presso.server.engine.outputs import RunnerOutput, ScheduledSeq, SchedulerOutput
 from presso.server.engine.request import Request, Status
 from presso.server.engine.types import RequestDelta
@@ -38,16 +39,8 @@ class Scheduler:
     # ---- admission and cancellation ------------------------------------------------------------------
     def check(self, prompt_token_ids, params) -> None:
         """Raise ValueError when a request can never run (empty, too long, larger than the whole cache)."""
-        n = len(prompt_token_ids)
-        if n == 0:
-            raise ValueError("prompt must contain at least one token")
-        if n > self.max_model_len or (n == self.max_model_len and params.max_tokens > 0):
-            raise ValueError(f"prompt has {n} tokens; the model's maximum context length is "
-                             f"{self.max_model_len} tokens, including at least one generated token")
-        worst = min(n + max(params.max_tokens, 1), self.max_model_len)
-        if self.bm.blocks_needed(worst) > self.bm.num_blocks:
-            raise ValueError(f"request needs up to {worst} tokens of KV cache but the cache holds only "
-                             f"{self.bm.num_blocks * self.bm.block_size}")
+        check_fits(len(prompt_token_ids), params, RequestLimits(self.max_model_len, self.bm.block_size,
+                                                                 self.bm.num_blocks, vocab_size=0))
 
     def add(self, request: Request) -> None:
         if request.request_id in self.requests:

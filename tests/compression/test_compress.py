@@ -104,9 +104,9 @@ def test_cli_compress_writes_checkpoint_and_reports(tiny_llama_dir, sample_text_
 @pytest.mark.parametrize(
     "args,message",
     [
-        (("--recipe", "gptq-w4g64"), "needs calibration data: pass --calib"),
+        (("--recipe", "gptq-w4g64", "--calib", "mix:bible"), "unknown corpus 'bible'"),
         (("--recipe", "w4g128"), "layer model.layers.0.self_attn.q_proj: group_size 128 does not divide"),
-        (("--recipe", "w4g64", "--calib", "austen:nope"), "unknown"),
+        (("--recipe", "gptq-w4g64", "--calib", "austen:nope"), "unknown"),
     ],
 )
 def test_cli_compress_input_errors(tiny_llama_dir, tmp_path, cli, args, message):

@@ -44,7 +44,7 @@ def test_compress_with_kv_writes_codebooks_the_engine_serves(tiny_llama_dir, sam
 
 
 @pytest.mark.parametrize("args,message", [
-    (("--kv", "rvq:stages=2"), "--calib"),
+    (("--kv", "rvq:stages=2", "--calib", "mix:kjv=-1"), "positive weight"),
     (("--kv", "pq:stages=2", "--calib", "x"), "unknown KV codec"),
     (("--kv", "rvq:stages=two", "--calib", "x"), "integer"),
 ])

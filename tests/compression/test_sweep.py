@@ -79,7 +79,7 @@ def test_sweep_writes_results_resumes_and_records_failures(tiny_llama_dir, grid_
     ("eval: x\npoints:\n  - {name: a, recipe: w8, dense: true}\n", "points.0"),
     ("eval: x\npoints:\n  - {name: 'a b', recipe: w8}\n", "points.0.name"),
     ("eval: x\npoints:\n  - {name: a, recipe: w8}\n  - {name: a, recipe: w8}\n", "points"),
-    ("points:\n  - {name: a, recipe: w8}\n", "eval"),
+    ("calib_seed: y\npoints:\n  - {name: a, recipe: w8}\n", "calib_seed"),
 ])
 def test_grid_errors_name_the_file_and_field(tmp_path, body, field):
     path = tmp_path / "grid.yaml"
