@@ -5,7 +5,8 @@ time in blocks, each column's rounding error spread over the not-yet-quantized c
 upper Cholesky factor of H^-1 (lazy batch updates); dampening adds `damp * mean(diag H)` to diag H.
 Group scales are taken from the partially updated weights when a group starts. With `actorder`,
 columns run in order of decreasing diag(H) while group scales are fixed up front from the original
-weights ("static groups", llm-compressor's `actorder: weight`), so groups stay contiguous and no g_idx
+weights ("static groups", llm-compressor's `actorder: weight`; with `imatrix`, from the importance-weighted
+search of imatrix.py), so groups stay contiguous and no g_idx
 is needed (compressed-tensors >= 0.14 no longer stores one). After a pruning step (LayerStats.keep), pruned
 entries take code = zero point (exactly 0) when their column comes, so the mask survives.
 """
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from presso.compression.methods.clip import clip_search, clipped_grid, minmax_grid
 from presso.compression.methods.grid import GridSpec, grid_params, quantize_codes, to_weight
+from presso.compression.methods.imatrix import ImatrixParams, importance, weighted_grid
 from presso.compression.methods.registry import LayerStats, Method, QuantizedWeight, register_method
 
 
@@ -29,6 +31,7 @@ class GptqParams(BaseModel):
     clip: bool = Field(False, description="grids from an output-error clip search instead of min-max")
     clip_grid: int = Field(20, ge=1, le=100, description="shrink ratios tried by the clip search")
     clip_min: float = Field(0.5, gt=0, le=1, description="smallest range ratio tried")
+    imatrix: bool = Field(False, description="static grids from the importance-weighted search (imatrix.py)")
 
 
 def damped(h: torch.Tensor, damp: float) -> torch.Tensor:
@@ -69,9 +72,11 @@ def gptq_pass(w: torch.Tensor, h: torch.Tensor, spec: GridSpec, params: GptqPara
     w[:, dead] = 0.0
 
     # Static (up-front) grid: per channel always, per group when columns run out of order.
-    static = spec.group_size is None or params.actorder
+    static = spec.group_size is None or params.actorder or params.imatrix
     src = w if grid_from is None else grid_from.float()
-    if params.clip:
+    if params.imatrix:
+        scale, zero = weighted_grid(src, importance(h, ImatrixParams().floor), spec, ImatrixParams())
+    elif params.clip:
         scale, zero = clipped_grid(src, h, spec, params.clip_grid, params.clip_min)  # (out, G)
     else:
         scale, zero = minmax_grid(src, spec)  # (out, G)

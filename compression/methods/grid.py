@@ -5,7 +5,9 @@ Conventions match compressed-tensors (so its packer re-derives exactly our codes
 Symmetric grids have zero = 0 and scale = absmax / (2^(b-1) - 0.5) (GPTQ's convention);
 asymmetric grids map [min(w,0), max(w,0)] onto the full code range. A method's result is the kernels'
 QuantizedWeight (presso.kernels.quant.types, packed once by `to_weight`); `spec_of` / `zero_of` read a
-grid back from one.
+grid back from one. `scale_dtype` float16 stores scales
+in half precision (4.25 instead of 4.5 bits per weight at group 64): every grid rounds its scales to fp16
+values (kept in fp32 tensors), so the stored scales reproduce the quantizer's reconstruction exactly.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ import torch
 
 from presso.kernels.quant.types import QuantizedWeight
 
+FP16_TINY = 2.0**-14  # smallest normal fp16: smaller scales lose precision (weights that small are ~0 anyway)
+FP16_MAX = 65504.0
+
 
 @dataclass(frozen=True, slots=True)
 class GridSpec:
@@ -24,6 +29,7 @@ class GridSpec:
     bits: int
     group_size: int | None
     symmetric: bool
+    scale_dtype: str = "float32"  # "float32" | "float16": how the checkpoint stores the scales
 
     @property
     def qmin(self) -> int:
@@ -39,6 +45,13 @@ class GridSpec:
     def width(self, in_features: int) -> int:
         return in_features if self.group_size is None else self.group_size
 
+    def round_scale(self, scale: torch.Tensor) -> torch.Tensor:
+        """scale (...) fp32 > 0 -> the nearest value the checkpoint can store (fp32; normal fp16 values)."""
+        if self.scale_dtype == "float32":
+            return scale
+        assert self.scale_dtype == "float16", self.scale_dtype
+        return scale.clamp(min=FP16_TINY, max=FP16_MAX).half().float()
+
 
 def grid_params(w: torch.Tensor, spec: GridSpec, shrink: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale and zero point for rows of `w`. w (R, C) fp32 -> scale (R,), zero (R,) (integral fp32).
@@ -50,10 +63,10 @@ def grid_params(w: torch.Tensor, spec: GridSpec, shrink: float = 1.0) -> tuple[t
     if spec.symmetric:
         absmax = torch.maximum(hi, -lo)
         scale = absmax / (spec.qmax + 0.5)
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        scale = spec.round_scale(torch.where(scale > 0, scale, torch.ones_like(scale)))
         return scale, torch.zeros_like(scale)
     scale = (hi - lo) / (spec.qmax - spec.qmin)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scale = spec.round_scale(torch.where(scale > 0, scale, torch.ones_like(scale)))
     zero = torch.clamp(torch.round(spec.qmin - lo / scale), spec.qmin, spec.qmax)
     return scale, zero
 

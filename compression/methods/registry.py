@@ -29,6 +29,7 @@ BUILTIN_MODULES = [
     "presso.compression.methods.rtn",
     "presso.compression.methods.gptq",
     "presso.compression.methods.awq",
+    "presso.compression.methods.imatrix",
     "presso.compression.prune.methods",
     "presso.compression.aqlm.method",
 ]

@@ -26,8 +26,9 @@ def _args(spec: GridSpec):
     from compressed_tensors.quantization import QuantizationArgs
 
     strategy = "channel" if spec.group_size is None else "group"
+    scale_dtype = torch.float16 if spec.scale_dtype == "float16" else None  # None: the model's dtype
     return QuantizationArgs(num_bits=spec.bits, type="int", symmetric=spec.symmetric, strategy=strategy,
-                            group_size=spec.group_size)
+                            group_size=spec.group_size, scale_dtype=scale_dtype)
 
 
 def quantization_config(layers: list[QuantizedLayer]):
@@ -73,6 +74,9 @@ def export_compressed(model: torch.nn.Module, layers: list[QuantizedLayer], out:
     for q in layers:
         module, qw = modules[q.plan.name], q.weight
         assert torch.equal(module.weight.data.float(), qw.dequantize()), q.plan.name
+        if q.plan.spec.scale_dtype == "float16":  # compressed-tensors 0.20 sizes int scales by the weight dtype
+            module.weight_scale = torch.nn.Parameter(torch.empty_like(qw.scale, dtype=torch.float16),
+                                                     requires_grad=False)
         module.weight_scale.data.copy_(qw.scale.to(module.weight_scale.dtype))
         if not q.plan.spec.symmetric:
             module.weight_zero_point.data.copy_(qw.zero.to(module.weight_zero_point.dtype))

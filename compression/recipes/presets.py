@@ -14,11 +14,27 @@ def _step(method: str, bits: int, group, params: dict | None = None) -> dict:
     return {"method": method, "bits": bits, "group_size": group, "symmetric": True, "params": params or {}}
 
 
+def _half(method: str, bits: int, group: int, params: dict | None = None, symmetric: bool = True) -> dict:
+    """A step whose scales are stored as fp16 (16 instead of 32 bits per group)."""
+    return {**_step(method, bits, group, params), "symmetric": symmetric, "scale_dtype": "float16"}
+
+
+# The recommended presets, chosen on held-out domains (docs/results/quantization.md): bits per Linear
+# weight counted as codes + fp16 scales (+ zero points); q2 adds a short KD stage against the dense model.
+_IMATRIX = {"grid": 24, "min_ratio": 0.6}
+RECOMMENDED: dict[str, dict] = {
+    "q4": {"name": "q4", "steps": [_half("imatrix", 4, 32, _IMATRIX)]},
+    "q3": {"name": "q3", "steps": [_half("imatrix", 3, 32, _IMATRIX)]},
+    "q2": {"name": "q2", "steps": [_half("imatrix", 2, 32, _IMATRIX)], "distill": {"steps": 40}},
+}
+
+
 def _prune(method: str, sparsity) -> dict:
     return {"method": method, "sparsity": sparsity, "params": {}}
 
 
 PRESETS: dict[str, dict] = {
+    **RECOMMENDED,
     "w8": {"name": "w8", "steps": [_step("rtn", 8, "channel")]},
     "w4g64": {"name": "w4g64", "steps": [_step("rtn", 4, 64)]},
     "w4g128": {"name": "w4g128", "steps": [_step("rtn", 4, 128)]},

@@ -57,7 +57,7 @@ def _largest_divisor(n: int, limit: int) -> int:
 def _grid(step: Step, index: int, name: str, in_features: int) -> tuple[GridSpec, str | None]:
     if step.group_size == "channel" or in_features % step.group_size == 0:
         group = None if step.group_size == "channel" else step.group_size
-        return GridSpec(step.bits, group, step.symmetric), None
+        return GridSpec(step.bits, group, step.symmetric, step.scale_dtype), None
     why = f"{step.group_size} does not divide in_features {in_features}"
     if step.group_fallback == "error":
         raise PressoInputError(
@@ -65,9 +65,9 @@ def _grid(step: Step, index: int, name: str, in_features: int) -> tuple[GridSpec
             f"steps.{index}.group_fallback to largest-divisor or channel to fall back)"
         )
     if step.group_fallback == "channel":
-        return GridSpec(step.bits, None, step.symmetric), f"group_size {step.group_size} -> channel: {why}"
+        return GridSpec(step.bits, None, step.symmetric, step.scale_dtype), f"group_size {step.group_size} -> channel: {why}"
     size = _largest_divisor(in_features, step.group_size)
-    return GridSpec(step.bits, size, step.symmetric), f"group_size {step.group_size} -> {size}: {why}"
+    return GridSpec(step.bits, size, step.symmetric, step.scale_dtype), f"group_size {step.group_size} -> {size}: {why}"
 
 
 def resolve_plan(recipe: Recipe, model: torch.nn.Module) -> list[LayerPlan]:

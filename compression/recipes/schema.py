@@ -12,6 +12,7 @@ method's own params (validated later against the method's schema, see load.py). 
         bits: 4
         group_size: 64                       # 32 | 64 | 128 | channel
         symmetric: true
+        scale_dtype: float32                 # float32 | float16 (4.25 instead of 4.5 bits at group 64)
         group_fallback: error                # error | largest-divisor | channel
         params: {damp: 0.01, actorder: true}
       - method: wanda                        # pruning: magnitude | wanda | sparsegpt
@@ -58,6 +59,7 @@ class Step(BaseModel):
     bits: Literal[2, 3, 4, 8] | None = Field(None, validate_default=True)
     group_size: Literal[32, 64, 128, "channel"] = "channel"
     symmetric: bool = True
+    scale_dtype: Literal["float32", "float16"] = Field("float32", description="how scales are stored")
     group_fallback: Literal["error", "largest-divisor", "channel"] = "error"
     params: dict[str, Any] = Field(default_factory=dict)
 

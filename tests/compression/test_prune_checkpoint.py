@@ -103,7 +103,8 @@ def test_failed_compression_leaves_no_output(tiny_llama_dir, tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("steps:\n  - {method: wanda, sparsity: 0.5}\n")  # wanda needs calibration data
     with pytest.raises(PressoInputError, match="needs calibration data"):
-        compress(CompressOptions(model_dir=tiny_llama_dir, recipe=str(path), out=tmp_path / "out", progress=False))
+        compress(CompressOptions(model_dir=tiny_llama_dir, recipe=str(path), out=tmp_path / "out", calib=None,
+                                 progress=False))
     path.write_text("steps:\n  - {method: magnitude, sparsity: 0.5, targets: [nothing]}\n")
     with pytest.raises(PressoInputError, match="steps.0.targets"):
         compress(CompressOptions(model_dir=tiny_llama_dir, recipe=str(path), out=tmp_path / "out", progress=False))
