@@ -41,7 +41,7 @@ def test_weighted_error_never_worse_than_rtn(bits, group, scale_dtype, symmetric
     if scale_dtype == "float16":  # stored in fp16 without changing the reconstruction
         assert torch.equal(qw.scale.half().float(), qw.scale)
     if symmetric:
-        assert not qw.zero.any()
+        assert qw.zero is None or not qw.zero.any()  # the kernels type drops symmetric zeros
 
 
 def test_planted_outlier_column_is_kept_accurate():
