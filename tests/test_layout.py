@@ -38,6 +38,7 @@ def test_repo_root_imports_hf_kernels_and_ours():
     assert Path(ours).resolve() == ROOT / "kernels"
 
 
+@pytest.mark.slow  # imports transformers' model code from scratch in a subprocess
 def test_transformers_loads_a_model_from_the_repo_root(tmp_path):
     """transformers imports `kernels` while loading; from the repo root it must get HF's package."""
     code = f"""

@@ -194,6 +194,7 @@ def occupied(long_model, tmp_path):
         live.stop()
 
 
+@pytest.mark.slow  # holds the only slot with a 4096-token request: seconds, not the unit tier
 def test_admission_counts_requests_not_yet_scheduled(occupied):
     """A holds the only slot; 40 concurrent requests against --max-queued-requests 8: exactly 8 wait and 32
     get 429, because accepted-but-unscheduled requests count as waiting (and are exported as such)."""
@@ -219,6 +220,7 @@ async def _answered_while_occupied(live, sent: int, expect: int) -> list[int]:
         return codes
 
 
+@pytest.mark.slow  # holds the only slot with a 4096-token request: seconds, not the unit tier
 def test_streaming_client_leaving_while_queued_is_dropped_before_its_prefill(occupied):
     """One slot, held by A; B streams but waits; B's client leaves. B must leave the queue while A still
     runs (before, it waited, was prefilled, and only its first write noticed the missing client)."""
