@@ -8,13 +8,12 @@ apt-get download (.deb) -> dpkg-deb -x -> data/Rdata.rdx (gzip'd R index) + Rdat
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
 import tempfile
 import warnings
 import zlib
 from pathlib import Path
 
+from presso.compression.checkpoint.atomic import replacing_directory
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.data.debian import DebianPin, fetch_deb
 from presso.kernels import envs
@@ -65,16 +64,9 @@ def pull_austen() -> Path:
         data = next(root.rglob("janeaustenr/data/Rdata.rdx"), None)
         if data is None:
             raise PressoInputError(f"{DEBIAN_PACKAGE} {PIN.version} holds no janeaustenr/data/Rdata.rdx")
-        staged = Path(tempfile.mkdtemp(prefix=".austen.", dir=out.parent))
-        try:
+        with replacing_directory(out) as staged:
             for canonical, lines in read_lazyload_db(data.with_suffix("")).items():
                 (staged / f"{canonical}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-            staged.chmod(0o755)  # mkdtemp makes it 0700
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(staged, out)
-        finally:
-            shutil.rmtree(staged, ignore_errors=True)
     return out
 
 

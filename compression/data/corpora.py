@@ -10,13 +10,12 @@ and `NAME:eval` (texts.py) read the parts; the calibration mix and the evaluatio
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from presso.compression.checkpoint.atomic import replacing_directory
 from presso.compression.checkpoint.errors import PressoInputError
 from presso.compression.data import austen, sources
 from presso.compression.data.debian import DebianPin
@@ -94,8 +93,7 @@ def pull_corpus(name: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f"presso-{name}-") as work:
         parts = split_documents(corpus, corpus.build(Path(work)))
-    staged = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=out.parent))
-    try:
+    with replacing_directory(out) as staged:
         for part, docs in parts.items():
             (staged / f"{part}.txt").write_text(SEPARATOR.join(text.strip("\n") for _, text in docs) + "\n",
                                                 encoding="utf-8")
@@ -107,12 +105,6 @@ def pull_corpus(name: str) -> Path:
                       for part, docs in parts.items()},
         }
         (staged / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        staged.chmod(0o755)  # mkdtemp makes it 0700
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(staged, out)
-    finally:
-        shutil.rmtree(staged, ignore_errors=True)
     return out
 
 

@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
+from presso.server.engine.streams import DeltaStreams
 from presso.server.engine.types import EngineStats, RequestDelta, SamplingParams, TokenLogprob
 
 __all__ = ["AsyncEngine", "open_engine", "EngineConfig", "EngineStats", "RequestDelta", "SamplingParams", "TokenLogprob"]
@@ -36,7 +37,7 @@ def open_engine(config: EngineConfig):
     return AsyncEngine.from_config(config)
 
 
-class AsyncEngine:
+class AsyncEngine(DeltaStreams):
     def __init__(self, core: EngineCore):
         self.core = core
         self.tokenizer = core.tokenizer
@@ -99,18 +100,6 @@ class AsyncEngine:
             self._pending_adds.append((request_id, prompt, params, time.monotonic()))
         self._wake.set()
         return self._stream(request_id, queue)
-
-    async def _stream(self, request_id: str, queue: asyncio.Queue) -> AsyncIterator[RequestDelta]:
-        finished = False
-        try:
-            while not finished:
-                delta: RequestDelta = await queue.get()
-                finished = delta.finished
-                yield delta
-        finally:
-            if not finished:  # the consumer went away: free the request's blocks
-                self.abort(request_id)
-            self._queues.pop(request_id, None)
 
     def abort(self, request_id: str) -> None:
         """Cancel a request (no-op for unknown or finished ids). Thread-safe, never blocks on a step."""

@@ -25,6 +25,7 @@ from collections.abc import AsyncIterator
 from presso.server.engine import ipc
 from presso.server.engine.checks import RequestLimits, check_request
 from presso.server.engine.config import EngineConfig
+from presso.server.engine.streams import DeltaStreams
 from presso.server.engine.types import EngineStats, RequestDelta, SamplingParams
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ class EngineProcessError(RuntimeError):
     """The engine-core process is gone (crashed, killed or closed)."""
 
 
-class ProcessEngine:
+class ProcessEngine(DeltaStreams):
     def __init__(self, config: EngineConfig):
         from transformers import AutoTokenizer
 
@@ -152,18 +153,6 @@ class ProcessEngine:
         self._adds_sent += 1
         self._send(("add", request_id, prompt, ipc.params_to_wire(params), time.monotonic(), grammar))
         return self._stream(request_id, queue)
-
-    async def _stream(self, request_id: str, queue: asyncio.Queue) -> AsyncIterator[RequestDelta]:
-        finished = False
-        try:
-            while not finished:
-                delta: RequestDelta = await queue.get()
-                finished = delta.finished
-                yield delta
-        finally:
-            if not finished:  # the consumer went away: free the request's blocks
-                self.abort(request_id)
-            self._queues.pop(request_id, None)
 
     def abort(self, request_id: str) -> None:
         """Cancel a request (no-op for unknown or finished ids); the core answers with its abort delta."""
