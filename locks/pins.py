@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import sysconfig
 from importlib import metadata
 from pathlib import Path
 
@@ -46,8 +47,10 @@ def make_pins() -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
-    """{normalized name: version} of the running interpreter's environment."""
-    return {normalize(d.metadata["Name"]): d.version for d in metadata.distributions() if d.metadata["Name"]}
+    """{normalized name: version} of the running interpreter's environment: its site-packages only, not all of
+    sys.path (importing setuptools appends its `_vendor` folder, whose vendored dist-infos are not installed)."""
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    return {normalize(d.metadata["Name"]): d.version for d in metadata.distributions(path=paths) if d.metadata["Name"]}
 
 
 def diff(pins: dict[str, str], have: dict[str, str]) -> list[str]:
