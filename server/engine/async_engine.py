@@ -2,7 +2,10 @@
 
 `add_request` validates synchronously (ValueError before anything is queued) and returns an async
 iterator of RequestDeltas. A background task steps the EngineCore in a worker thread (model steps never
-block the event loop) and routes each step's deltas to the requests' queues. `abort` is synchronous and
+block the event loop) and routes each step's deltas to the requests' queues. That one thread also builds
+the EngineCore: torch's OpenMP runtime (libgomp) keeps a thread team per calling thread and, once the
+process holds more OpenMP threads than cores, stops spinning between parallel regions, so model steps
+on a second team were 2x slower here (SmolLM2 int4 batch 1, 2 threads: 14 -> 28 ms per step). `abort` is synchronous and
 thread-safe: it frees the request's blocks at once when no step is running, else right after the step.
 Closing a request's iterator early (client gone) aborts it.
 """
@@ -38,7 +41,7 @@ def open_engine(config: EngineConfig):
 
 
 class AsyncEngine(DeltaStreams):
-    def __init__(self, core: EngineCore):
+    def __init__(self, core: EngineCore, executor: ThreadPoolExecutor):
         self.core = core
         self.tokenizer = core.tokenizer
         self.model_dir = core.model_dir
@@ -52,11 +55,17 @@ class AsyncEngine(DeltaStreams):
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor = executor  # the one thread that runs torch: it built `core` (module docstring)
 
     @classmethod
     def from_config(cls, config: EngineConfig) -> AsyncEngine:
-        return cls(EngineCore(config))
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presso-engine")
+        try:
+            core = executor.submit(EngineCore, config).result()
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(core, executor)
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -64,11 +73,11 @@ class AsyncEngine(DeltaStreams):
             return
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="presso-engine")
         self._task = asyncio.create_task(self._run(), name="presso-engine-loop")
 
     def close(self) -> None:
-        """Nothing to end: the core lives in this process (ProcessEngine.close ends its core process)."""
+        """End the engine thread (after shutdown(); ProcessEngine.close ends its core process)."""
+        self._executor.shutdown(wait=True)
 
     async def shutdown(self) -> None:
         """Stop stepping, abort what is still queued or running; start() may be awaited again later."""
@@ -79,9 +88,7 @@ class AsyncEngine(DeltaStreams):
                 await task
             except asyncio.CancelledError:
                 pass
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+            await asyncio.get_running_loop().run_in_executor(self._executor, lambda: None)  # the step in flight
         for request_id in list(self._queues):
             self.abort(request_id)
 

@@ -110,6 +110,18 @@ def main(argv: list[str]) -> int:
         messages = ipc.read_messages(cmd_fd, reader, None)
         if messages is None:
             return 0
+    # One thread loads the model and runs every step: torch's OpenMP runtime keeps a thread team per
+    # calling thread, and with more OpenMP threads than cores it stops spinning between parallel regions
+    # (a SmolLM2 int4 batch-1 step: 14 ms on one team, 28 ms once a second team exists).
+    result: list[int] = []
+    worker = threading.Thread(target=lambda: result.append(_serve(messages, cmd_fd, event_fd)), name="presso-core")
+    worker.start()
+    worker.join()
+    return result[0] if result else 1
+
+
+def _serve(messages: list[tuple], cmd_fd: int, event_fd: int) -> int:
+    """Load the EngineCore from the setup frame and run the step loop (in the core's one torch thread)."""
     setup = json.loads(messages[0][1])
     logging.basicConfig(level=setup["log_level"], format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -128,11 +140,7 @@ def main(argv: list[str]) -> int:
     loop = CoreLoop(core, cmd_fd, event_fd)
     for msg in messages[1:]:
         loop.handle(msg)
-    # The steps run in a worker thread, not the main one: measured here (2 cores, torch 2.13, 2 intra-op
-    # threads), the same loop in the main thread took 35 s for 200 tiny-model tokens vs 0.9 s in a thread.
-    worker = threading.Thread(target=loop.run, name="presso-core")
-    worker.start()
-    worker.join()
+    loop.run()
     return 0
 
 

@@ -155,3 +155,37 @@ def test_failing_step_fails_only_its_requests(engine, monkeypatch):
     assert bad[-1].finish_reason == "abort"
     assert good[-1].finish_reason == "length" and good[-1].num_generated_tokens == 4
     assert engine.stats().num_blocks_free == engine.stats().num_blocks_total
+
+
+def test_one_thread_builds_the_core_and_runs_every_step(tiny_llama_dir, monkeypatch):
+    """torch work stays on one thread (async_engine's docstring: a second OpenMP team halves step speed)."""
+    import threading
+
+    from presso.server.engine import async_engine
+
+    seen: dict[str, set[int]] = {"init": set(), "step": set()}
+
+    class Recording(async_engine.EngineCore):
+        def __init__(self, config):
+            seen["init"].add(threading.get_ident())
+            super().__init__(config)
+
+        def step(self):
+            seen["step"].add(threading.get_ident())
+            return super().step()
+
+    monkeypatch.setattr(async_engine, "EngineCore", Recording)
+    eng = AsyncEngine.from_config(EngineConfig(model=tiny_llama_dir, dtype="float32", kv_cache_memory="4MiB",
+                                               block_size=4))
+
+    async def main():
+        await eng.start()
+        try:
+            await collect(eng.add_request("t", [3, 4, 5], SamplingParams(max_tokens=4, temperature=0)))
+        finally:
+            await eng.shutdown()
+
+    run(main())
+    eng.close()
+    assert len(seen["init"]) == 1 and seen["init"] == seen["step"]
+    assert threading.get_ident() not in seen["init"]
