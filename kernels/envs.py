@@ -38,3 +38,13 @@ def cpu_packed_max_rows() -> int:
     because the packed kernels scale linearly with rows while a dense GEMM does not. 0 = always packed."""
     value = os.environ.get("PRESSO_CPU_PACKED_MAX_ROWS", "").strip()
     return int(value) if value else 8
+
+
+def native_kernels() -> bool:
+    """`PRESSO_NATIVE_KERNELS`: build and use the C kernels of kernels/native (default on; 0 = torch paths)."""
+    return os.environ.get("PRESSO_NATIVE_KERNELS", "").strip().lower() not in {"0", "false", "no", "off"}
+
+
+def c_compiler() -> str:
+    """`CC`: the C compiler that builds kernels/native (default `cc`)."""
+    return os.environ.get("CC", "").strip() or "cc"

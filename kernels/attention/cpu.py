@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from presso.kernels.attention import native
 from presso.kernels.attention.reference import attend_one, softcap_scores, visible
 from presso.kernels.attention.types import PagedBatch, decode_view, window_start
 from presso.kernels.registry import register
@@ -35,6 +36,8 @@ def attend_padded(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch
 def _decode(q, k_cache, v_cache, batch: PagedBatch, scale: float, window: int, softcap: float) -> torch.Tensor:
     bd = batch.num_decodes
     slots, mask = decode_view(batch, window)  # precomputed by the KV cache's prepare() on engine batches
+    if native.usable(q, k_cache):  # reads K/V in place from the pages (kernels/native/paged_decode.c)
+        return native.decode(q[:bd], k_cache, v_cache, slots, mask, scale, softcap).to(q.dtype)
     hkv, d = k_cache.shape[2], k_cache.shape[3]
     k = k_cache.view(-1, hkv, d)[slots].float()  # (Bd, L, Hkv, D) fp32: CPU bf16 bmm is ~2x slower
     v = v_cache.view(-1, hkv, d)[slots].float()
