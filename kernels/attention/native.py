@@ -56,10 +56,16 @@ def _(q, k_cache, v_cache, slots, mask, scale, softcap):
     return torch.empty_like(q)
 
 
+@torch.compiler.assume_constant_result
+def available() -> bool:
+    """The library is built and loaded (a constant to torch.compile: the check never enters a graph)."""
+    return _lib() is not None
+
+
 def usable(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
     """The kernel exists and handles these inputs (CPU, bf16/fp32 pages, up to 64 query heads per KV head)."""
     return (q.device.type == "cpu" and k_cache.dtype in _DTYPES and k_cache.is_contiguous()
-            and q.shape[1] // k_cache.shape[2] <= 64 and _lib() is not None)
+            and q.shape[1] // k_cache.shape[2] <= 64 and available())
 
 
 def decode(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, slots: torch.Tensor,

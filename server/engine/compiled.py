@@ -8,12 +8,16 @@ vary the most, and they are a small share of a long generation). The step's vary
 context length) are marked dynamic, so one graph serves every step of a batch-size class instead of a
 recompile per context length; batch 1 gets its own graph (size-1 dims specialize). Inductor's SDPA pattern
 rewrite is off: it turned the grouped-query decode attention into a call that failed to compile here.
-A graph that fails to compile logs once and the runner goes on eager.
+The step is one graph (fullgraph): a model that would break it, or a graph that fails to compile, logs once
+and the runner goes on eager.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+import types
+from collections.abc import Callable
 
 import torch
 from torch._dynamo import maybe_mark_dynamic
@@ -35,13 +39,35 @@ def _mark(batch: PagedBatch, input_ids: torch.Tensor, positions: torch.Tensor) -
             maybe_mark_dynamic(t, t.dim() - 1)
 
 
+_KEYS = itertools.count()
+
+
+def _guards(entries) -> list[bool]:
+    """Which of Dynamo's guards to keep: all but those on the model's modules. They never change after
+    load, and re-checking their ~9k attributes cost 1.9 ms per SmolLM2 batch-1 step. Kept: the tensor,
+    KV-cache and batch guards (they pick the batch-1 or the dynamic graph)."""
+    return [not e.orig_guard.source.is_unspecialized_nn_module() for e in entries]
+
+
+def _forward(model: CausalLM, input_ids: torch.Tensor, positions: torch.Tensor, batch: PagedBatch,
+             kv: KVCache) -> torch.Tensor:
+    return model(input_ids, positions, batch, kv)
+
+
+def _own_forward() -> Callable:
+    """A copy of _forward with a code object of its own. Dynamo keeps compiled graphs per code object and,
+    without module guards, could not tell two models apart: each CompiledDecode compiles its own copy."""
+    code = _forward.__code__.replace(co_name=f"_forward_{next(_KEYS)}")
+    return types.FunctionType(code, _forward.__globals__, code.co_name)
+
+
 class CompiledDecode:
     """`model.forward` compiled for all-decode steps; __call__ has the forward's signature."""
 
     def __init__(self, model: CausalLM):
         self.model = model
         self.failed = False
-        self._fn = torch.compile(model.forward, options={"pattern_matcher": False})
+        self._fn = torch.compile(_own_forward(), fullgraph=True, options={"pattern_matcher": False, "guard_filter_fn": _guards})
 
     def usable(self, batch: PagedBatch) -> bool:
         return not self.failed and not batch.prefills and batch.num_decodes > 0
@@ -53,8 +79,9 @@ class CompiledDecode:
             rotary.reserve(positions)
         _mark(batch, input_ids, positions)
         try:
-            return self._fn(input_ids, positions, batch, kv)
-        except torch._dynamo.exc.BackendCompilerFailed as exc:  # nothing ran yet: the step goes on eager
+            return self._fn(self.model, input_ids, positions, batch, kv)
+        except (torch._dynamo.exc.BackendCompilerFailed, torch._dynamo.exc.Unsupported) as exc:
+            # nothing ran yet (a graph break is an error with fullgraph): the step goes on eager
             log.warning("compiled decode step failed to compile, running eager from now on: %s", exc)
             self.failed = True
             return self.model(input_ids, positions, batch, kv)
