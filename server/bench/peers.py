@@ -1,11 +1,13 @@
 """`presso bench peers`: presso serve vs llama.cpp's llama-server under the same client, in one run.
 
-Servers (named in --servers): `presso` (presso serve, default engine), `presso-thread` / `presso-process`
+Servers (named in --servers): `presso` (presso serve, default engine), `presso-compile` (--compile: decode
+steps through torch.compile), `presso-thread` / `presso-process`
 (the EngineCore in a worker thread / its own process), `llama` (llama-server on the Q4_1 GGUF of the
 dense model, made with llama.cpp's own converter and quantizer). All are started once and stay up; at
 each stream count every server gets the same closed-loop `presso-loadtest` workload in turn (the order
 alternates between stream counts), so no two loads overlap. Then batch-1 decode without HTTP:
-`llama-bench` tg128 (Q4_1, Q8_0) vs `presso bench engine` (int4, int8). -> peers_report: markdown + PNGs.
+`llama-bench` tg128 (Q4_1, Q8_0) vs `presso bench engine` (int4, int8; also with --compile when
+`presso-compile` is served). -> peers_report: markdown + PNGs.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ import httpx
 
 from presso.compression.checkpoint import PressoInputError, llama_cpp, resolve_model_dir
 
-SERVERS = ("presso", "presso-thread", "presso-process", "llama")
-_PRESSO_FLAGS = {"presso": [], "presso-thread": ["--no-engine-process"], "presso-process": ["--engine-process"]}
+SERVERS = ("presso", "presso-compile", "presso-thread", "presso-process", "llama")
+_PRESSO_FLAGS = {"presso": [], "presso-compile": ["--compile"], "presso-thread": ["--no-engine-process"],
+                 "presso-process": ["--engine-process"]}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +63,7 @@ def start_server(name: str, args, work: Path) -> Server:
     log = work / f"{name}.log"
     proc = subprocess.Popen(cmd, stdout=open(log, "w"), stderr=subprocess.STDOUT)
     server = Server(name, proc, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + 300
+    deadline = time.monotonic() + 900  # --compile compiles its decode graphs before it reports healthy
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
@@ -133,9 +136,12 @@ def batch1(args, work: Path) -> dict[str, float]:
         proc = subprocess.run([str(llama_cpp.llama_bin("llama-bench")), "-m", str(gguf), "-p", "0", "-n", "128",
                                "-t", str(args.threads), "-o", "json"], capture_output=True, text=True, check=True)
         out[f"llama.cpp {qtype}"] = json.loads(proc.stdout)[0]["avg_ts"]
-    for label, model in (("presso int4", args.model), ("presso int8", args.model_int8)):
+    runs = [("presso int4", args.model, []), ("presso int8", args.model_int8, [])]
+    if "presso-compile" in args.servers:
+        runs += [("presso int4 --compile", args.model, ["--compile"]), ("presso int8 --compile", args.model_int8, ["--compile"])]
+    for label, model, flags in runs:
         proc = subprocess.run([_tool("presso"), "bench", "engine", "--model", str(model), "--batches", "1",
-                               "--tokens", "128", "--threads", str(args.threads), "--json"],
+                               "--tokens", "128", "--threads", str(args.threads), "--json", *flags],
                               capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"presso bench engine {model} failed:\n{proc.stderr[-2000:]}")

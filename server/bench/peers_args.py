@@ -17,7 +17,7 @@ def add_peers_parser(bench, func) -> None:
                                        "(needs `make peers`)")
     p.add_argument("--servers", type=lambda t: [s.strip() for s in t.split(",") if s.strip()],
                    default=["llama", "presso"],
-                   help="comma list of presso, presso-thread, presso-process, llama; ratios are to the first "
+                   help="comma list of presso, presso-compile, presso-thread, presso-process, llama; ratios are to the first "
                         "(default: llama,presso)")
     p.add_argument("--model", default=str(home / "checkpoints" / "smollm2-135m-w4g64"),
                    help="presso checkpoint served and benchmarked as int4 (default: %(default)s)")

@@ -92,8 +92,8 @@ def write(args, serving: dict[int, dict[str, dict]], b1: dict[str, float], meta:
                             str(plots / f"{Path(args.out).stem}_c{streams}_cdf.png")], capture_output=True)
     load = "load average {:.2f} / {:.2f} / {:.2f} before, {:.2f} / {:.2f} / {:.2f} after".format(
         *meta["load_before"], *meta["load_after"])
-    setup = [f"presso: `presso serve --model {args.model}` (`presso-thread`: --no-engine-process, `presso-process`: "
-             "--engine-process)."]
+    setup = [f"presso: `presso serve --model {args.model}` (`presso-compile`: --compile, `presso-thread`: "
+             "--no-engine-process, `presso-process`: --engine-process)."]
     if "llama" in servers:
         setup.append(f"llama: `llama-server -np {args.llama_parallel} -c {args.llama_ctx} -t {args.threads}` on the "
                      f"Q4_1 GGUF of {args.dense_model} (llama.cpp {llama_version()}, `make peers`).")

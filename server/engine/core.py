@@ -97,6 +97,21 @@ class EngineCore:
         self.runner = ModelRunner(self.model, self.kv, config.seed, self.device, self.guided, config.compile)
         self.weight_bytes = source.nbytes()
         self.num_parameters = self.model.num_parameters()
+        if self.runner.compiled is not None:
+            self._compile_now()
+
+    def _compile_now(self) -> None:
+        """Compile the decode graphs before the first request: batch 1, the dynamic batch graph, and the one
+        past the packed kernels' row limit (each a minute or more of Inductor work on a small CPU)."""
+        params = SamplingParams(max_tokens=3, temperature=0.0, ignore_eos=True)
+        sizes = sorted({1, min(2, self.config.max_num_seqs),
+                        min(envs.cpu_packed_max_rows() + 1, self.config.max_num_seqs)})
+        for rows in sizes:
+            log.info("compiling the decode step for %d row(s)", rows)
+            for i in range(rows):
+                self.add_request(f"presso-compile-{rows}-{i}", [1 + i, 2, 3, 4], params)
+            while self.has_work():
+                self.step()
 
     def check(self, prompt_token_ids: list[int], params: SamplingParams) -> None:
         """ValueError for bad params, an empty or too-long prompt, or out-of-vocabulary token ids."""
