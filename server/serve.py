@@ -104,7 +104,7 @@ def register(sub) -> None:
     p.add_argument("--served-model-name", default=None, help="name clients use (default: the dir's name)")
     add_engine_args(p, ["dtype", "device", "kernel_backend", "kv_cache_dtype", "kv_cache_memory", "kv_window",
                         "lm_head_quant", "max_num_seqs", "max_model_len", "block_size", "model_impl",
-                        "engine_process"], max_num_seqs=64)
+                        "engine_process", "compile", "max_num_batched_tokens"], max_num_seqs=64)
     p.add_argument("--max-queued-requests", type=int, default=256)
     p.add_argument("--body-read-timeout", type=float, default=30.0, metavar="S",
                    help="seconds a client may take per piece of a request body (408 after)")

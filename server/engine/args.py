@@ -47,8 +47,8 @@ FLAGS: dict[str, Flag] = {
     "model_impl": Flag("model code: native (presso's layers), transformers (transformers' modeling code on "
                        "presso's paged KV: any causal LM, slower), auto (native when presso has the family)",
                        choices=MODEL_IMPLS),
-    "compile": Flag("CPU: run decode-only steps through torch.compile (minutes of compiling at the first "
-                    "decodes; --no-compile for eager)", type=bool),
+    "compile": Flag("CPU: run decode-only steps through torch.compile (its graphs are compiled at start-up: "
+                    "minutes on a small CPU, faster once Inductor's cache holds them)", type=bool),
     "engine_process": Flag("serving: schedule and run the model in a separate engine-core process (the API "
                            "process tokenizes, detokenizes and streams)", type=bool),
 }
