@@ -17,4 +17,5 @@ for name, folder in ROOTS.items():
     packages.append(name)
     packages += [f"{name}.{sub}" for sub in find_packages(folder)]
 
-setup(packages=packages, package_dir=ROOTS)
+# the native kernels' C sources are built on the user's machine at first use (kernels/native/build.py)
+setup(packages=packages, package_dir=ROOTS, package_data={"presso.kernels.native": ["*.c"]})
