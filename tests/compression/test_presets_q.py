@@ -50,11 +50,13 @@ def test_recommended_presets_stay_within_their_bits(name):
     assert (recipe.distill is not None) == (name == "q2")  # only q2 spends a KD stage
 
 
-def test_q4_checkpoint_loads_in_transformers_with_fp16_scales(tiny_llama_dir, sample_text_file, tmp_path):
+@pytest.mark.parametrize("name", ["q4", "q3"])
+def test_preset_checkpoint_loads_in_transformers_with_fp16_scales(name, tiny_llama_dir, sample_text_file, tmp_path):
     model = loader.load_model(tiny_llama_dir)
     windows = calibration_windows(loader.load_tokenizer(tiny_llama_dir), str(sample_text_file), 8, 64)
-    result = quantize_model(model, resolve_plan(load_recipe("q4"), model), windows, progress=False)
-    out = tmp_path / "q4"
+    result = quantize_model(model, resolve_plan(load_recipe(name), model), windows, progress=False)
+    assert {q.plan.spec.bits for q in result.layers} == {load_recipe(name).steps[0].bits}
+    out = tmp_path / name
     export_compressed(model, result.layers, out)
     config = json.loads((out / "config.json").read_text())["quantization_config"]
     assert config["quant_method"] == "compressed-tensors" and config["format"] == "pack-quantized"
