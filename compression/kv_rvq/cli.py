@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-RECOMMENDED_KV = "rvq:stages=6,codebook=256,group=32"  # with --kv-window 92: docs/results/kv_cache.md
+RECOMMENDED_KV = "rvq:stages=8,codebook=256,group=32"  # served with --kv-window 60: docs/results/kv_cache.md
 
 
 def _cmd_kv_calibrate(args: argparse.Namespace) -> int:
