@@ -1,4 +1,5 @@
-"""Offline subcommands of the `presso` console script: pull, data, eval, compress, report, sweep.
+"""Offline subcommands of the `presso` console script: pull, data, eval, compress, report, sweep (and
+kv-calibrate, whose parser lives in kv_rvq/cli.py).
 
 Each `add_<command>(subparsers)` adds one subcommand and returns its parser; presso.server.cli, the one
 module that registers every command, calls them. Each handler takes the parsed args and returns an exit
@@ -14,6 +15,7 @@ import sys
 from presso.compression.checkpoint.model_dir import resolve_model_dir
 from presso.compression.data.corpora import CORPORA
 from presso.compression.eval.suite import SUITE_WINDOWS
+from presso.compression.kv_rvq.cli import register as add_kv_calibrate  # noqa: F401  re-exported for server.cli
 from presso.compression.models.registry import DEFAULT_MODEL, EMBEDDED_MODELS
 
 

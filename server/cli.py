@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_engine_args(evaluate, ["kv_cache_dtype", "kv_window", "device", "kernel_backend"], kv_cache_dtype=None)
     evaluate.set_defaults(make_scorer=_engine_scorer)  # --kv-cache CODEC: score through the paged KV cache
     offline_cli.add_compress(sub)
+    offline_cli.add_kv_calibrate(sub)
     distill_cli.register(sub)
     offline_cli.add_report(sub)
     offline_cli.add_sweep(sub)
