@@ -108,8 +108,8 @@ class EngineCore:
                         min(envs.cpu_packed_max_rows() + 1, self.config.max_num_seqs)})
         for rows in sizes:
             log.info("compiling the decode step for %d row(s)", rows)
-            for i in range(rows):
-                self.add_request(f"presso-compile-{rows}-{i}", [1 + i, 2, 3, 4], params)
+            for i in range(rows):  # unequal lengths: served batches have a padding mask, so the graph must too
+                self.add_request(f"presso-compile-{rows}-{i}", [1, 2, 3, 4] + [5] * i, params)
             while self.has_work():
                 self.step()
 
