@@ -127,13 +127,18 @@ def print_table(r: dict) -> None:
     print(f"peak RSS: presso phase {r['presso_peak_rss_mib']} MiB, whole run {r['peak_rss_mib']} MiB")
 
 
+def emit(result: dict, as_json: bool, table) -> int:
+    """Print a bench's result as JSON or through its table printer; the command's exit status."""
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        table(result)
+    return 0
+
+
 def command(args) -> int:
     try:
         result = run(args)
     except ValueError as exc:  # bad engine settings or checkpoint: one user-facing line
         raise PressoInputError(str(exc)) from None
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    return 0
+    return emit(result, args.json, print_table)

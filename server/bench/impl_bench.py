@@ -9,13 +9,12 @@ Reported: the median of the reps per engine and the generic/native ratio of the 
 
 from __future__ import annotations
 
-import json
 import statistics
 
 import torch
 
 from presso.compression.checkpoint import PressoInputError
-from presso.server.bench.engine_bench import bench_presso
+from presso.server.bench.engine_bench import bench_presso, emit
 from presso.server.engine.args import engine_kwargs
 from presso.server.engine.config import EngineConfig
 from presso.server.engine.core import EngineCore
@@ -68,9 +67,4 @@ def print_table(r: dict) -> None:
 
 
 def command(args) -> int:
-    result = run(args)
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print_table(result)
-    return 0
+    return emit(run(args), args.json, print_table)
